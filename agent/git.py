@@ -1,0 +1,386 @@
+"""Hermetic git: explicit subprocesses in their own process group, with a scrubbed environment.
+
+Every command runs with an environment built from scratch and with `-c` settings that switch off
+what a repository or the host could use to run code or reach elsewhere: hooks, fsmonitor,
+redirects, submodule recursion, credential helpers and ssh commands from repository config,
+the system and global git config. `HOME` is kept on purpose so that the node's own SSH keys
+(`~/.ssh`) and `~/.netrc` keep working for private repositories; the global `~/.gitconfig` is
+still ignored, so a credential helper has to be named in AGENT_GIT_CREDENTIAL_HELPER.
+Symlinks are checked out as plain files holding the link text (`core.symlinks=false`), so no
+checkout can lead a process on the node outside the projects root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.config import AgentConfig
+from agent.errors import JobCancelled, JobFailure
+
+GIT = "git"
+KILL_GRACE_SECONDS = 2.0
+_KEPT_STDERR_LINES = 200
+
+# Variables copied from the agent's own environment; everything else git sees is set below.
+_PASSED_THROUGH = (
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "SSH_AUTH_SOCK",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+)
+
+
+def git_environment(config: AgentConfig) -> dict[str, str]:
+    """The whole environment of a git subprocess."""
+    env = {name: os.environ[name] for name in _PASSED_THROUGH if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env.update(
+        {
+            "LC_ALL": "C",
+            "LANG": "C",
+            "GIT_ALLOW_PROTOCOL": ":".join(config.git_allowed_schemes),
+            "GIT_PROTOCOL_FROM_USER": "0",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": "/dev/null",
+            # Set but empty: git then neither runs core.askPass nor falls back to SSH_ASKPASS.
+            "GIT_ASKPASS": "",
+            "SSH_ASKPASS": "",
+            "SSH_ASKPASS_REQUIRE": "never",
+            # Overrides core.sshCommand / core.gitProxy that a repository's config might set.
+            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
+            "GIT_PROXY_COMMAND": "",
+            "GIT_OPTIONAL_LOCKS": "0",
+            "GIT_NO_REPLACE_OBJECTS": "1",
+        }
+    )
+    return env
+
+
+def git_config_flags(config: AgentConfig) -> list[str]:
+    """`-c` settings for every command; command-line settings beat any repository's config."""
+    file_allowed = "file" in config.git_allowed_schemes
+    settings = [
+        ("core.hooksPath", "/dev/null"),
+        ("core.fsmonitor", "false"),
+        ("core.symlinks", "false"),
+        ("http.followRedirects", "false"),
+        ("protocol.file.allow", "always" if file_allowed else "never"),
+        ("protocol.ext.allow", "never"),
+        ("submodule.recurse", "false"),
+        ("fetch.recurseSubmodules", "false"),
+        ("safe.bareRepository", "explicit"),
+        ("gc.auto", "0"),
+        ("maintenance.auto", "false"),
+        ("advice.detachedHead", "false"),
+        # An empty value clears any helper list a repository's config set.
+        ("credential.helper", ""),
+    ]
+    if config.git_credential_helper:
+        settings.append(("credential.helper", config.git_credential_helper))
+    flags: list[str] = []
+    for key, value in settings:
+        flags += ["-c", f"{key}={value}"]
+    return flags
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One parsed git progress line."""
+
+    phase: str
+    percent: int
+    objects: int
+    bytes: int | None = None
+
+
+_PROGRESS_LINE = re.compile(
+    r"(?:remote: )?(?P<phase>[A-Z][A-Za-z ]*?):\s+(?P<percent>\d{1,3})% "
+    r"\((?P<done>\d+)/(?P<total>\d+)\)"
+    r"(?:, (?P<amount>\d+(?:\.\d+)?) (?P<unit>bytes?|KiB|MiB|GiB|TiB))?"
+)
+_PHASES = {
+    "receiving objects": "receiving",
+    "resolving deltas": "resolving",
+    "counting objects": "counting",
+    "compressing objects": "compressing",
+    "updating files": "checkout",
+    "checking out files": "checkout",
+}
+_UNITS = {"byte": 1, "bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def parse_progress(line: str) -> Progress | None:
+    """Parse "Receiving objects:  42% (420/1000), 1.20 MiB | 1.00 MiB/s" and its kin."""
+    match = _PROGRESS_LINE.match(line.strip())
+    if match is None:
+        return None
+    name = match["phase"].strip().lower()
+    phase = _PHASES.get(name, name.split()[0])
+    amount = None
+    if match["amount"] is not None:
+        amount = int(float(match["amount"]) * _UNITS[match["unit"]])
+    return Progress(
+        phase=phase, percent=int(match["percent"]), objects=int(match["done"]), bytes=amount
+    )
+
+
+class JobControl:
+    """What a running job shares with the loop: progress goes out, cancellation comes in."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._processes: set[subprocess.Popen[bytes]] = set()
+        self._progress: dict[str, Any] = {}
+        self._cancel_reason: str | None = None
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """Why the job was cancelled (`lease_lost`, `shutdown`), or None."""
+        return self._cancel_reason
+
+    def cancel(self, reason: str) -> None:
+        """Stop the job now: SIGKILL the process group of any git it is running."""
+        with self._lock:
+            if self._cancel_reason is None:
+                self._cancel_reason = reason
+            processes = list(self._processes)
+        for process in processes:
+            _signal_group(process, signal.SIGKILL)
+
+    def raise_if_cancelled(self) -> None:
+        if self._cancel_reason is not None:
+            raise JobCancelled(self._cancel_reason)
+
+    def progress(self) -> dict[str, Any]:
+        """The latest progress, in the shape the renew call takes."""
+        with self._lock:
+            return dict(self._progress)
+
+    def report(self, progress: Progress) -> None:
+        with self._lock:
+            self._progress.update(
+                phase=progress.phase, percent=progress.percent, objects=progress.objects
+            )
+            if progress.bytes is not None:
+                self._progress["bytes"] = progress.bytes
+
+    def _attach(self, process: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._processes.add(process)
+            cancelled = self._cancel_reason is not None
+        if cancelled:
+            _signal_group(process, signal.SIGKILL)
+
+    def _detach(self, process: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._processes.discard(process)
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def kill_process_group(process: subprocess.Popen[bytes], grace: float = KILL_GRACE_SECONDS) -> None:
+    """SIGTERM the whole group, give it `grace` seconds, then SIGKILL whatever is left."""
+    _signal_group(process, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    # Children of git (remote helpers, ssh) may outlive it; the group outlives its leader.
+    _signal_group(process, signal.SIGKILL)
+    process.wait()
+
+
+@dataclass(frozen=True)
+class GitResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Git:
+    """Runs git commands for one job: one config, one control, one deadline for all of them."""
+
+    def __init__(
+        self, config: AgentConfig, *, control: JobControl | None = None, deadline: float
+    ) -> None:
+        self._config = config
+        self._control = control or JobControl()
+        self._deadline = deadline
+        self._env = git_environment(config)
+        self._flags = git_config_flags(config)
+
+    def run(
+        self, *args: str, repo: str | None = None, cwd: str | None = None, check: bool = True
+    ) -> GitResult:
+        """Run `git <args>`; with `repo`, pinned to that checkout (no repository discovery).
+
+        Raises JobFailure (with a classified code) on a non-zero exit when `check`, JobFailure
+        `timeout` when the deadline passes, JobCancelled when the job is cancelled meanwhile.
+        """
+        self._control.raise_if_cancelled()
+        command = [GIT, *self._flags]
+        if repo is not None:
+            command += [f"--git-dir={os.path.join(repo, '.git')}", f"--work-tree={repo}"]
+        command += args
+        timeout = min(self._deadline - time.monotonic(), float(self._config.git_timeout))
+        if timeout <= 0:
+            raise JobFailure("timeout", "the job's time ran out")
+        process = subprocess.Popen(
+            command,
+            cwd=cwd or repo or "/",
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+        )
+        self._control._attach(process)
+        stdout = bytearray()
+        stderr_lines: deque[str] = deque(maxlen=_KEPT_STDERR_LINES)
+        readers = [
+            threading.Thread(target=_collect, args=(process.stdout, stdout), daemon=True),
+            threading.Thread(
+                target=self._read_stderr, args=(process.stderr, stderr_lines), daemon=True
+            ),
+        ]
+        for reader in readers:
+            reader.start()
+        timed_out = False
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_process_group(process)
+        finally:
+            self._control._detach(process)
+            for reader in readers:
+                reader.join(timeout=5)
+        self._control.raise_if_cancelled()
+        stderr = "\n".join(stderr_lines)
+        if timed_out:
+            raise JobFailure("timeout", f"git {args[0]} took longer than {timeout:.0f} s")
+        result = GitResult(process.returncode, stdout.decode("utf-8", "replace"), stderr)
+        if check and result.returncode != 0:
+            raise classify_failure(stderr, returncode=result.returncode)
+        return result
+
+    def _read_stderr(self, stream: Any, lines: deque[str]) -> None:
+        buffer = b""
+        while chunk := stream.read1(65536):
+            buffer += chunk
+            *complete, buffer = re.split(rb"[\r\n]", buffer)
+            for raw in complete:
+                self._take_stderr_line(raw.decode("utf-8", "replace"), lines)
+        if buffer:
+            self._take_stderr_line(buffer.decode("utf-8", "replace"), lines)
+
+    def _take_stderr_line(self, line: str, lines: deque[str]) -> None:
+        progress = parse_progress(line)
+        if progress is not None:
+            self._control.report(progress)
+        elif line.strip():
+            lines.append(line)
+
+
+def _collect(stream: Any, sink: bytearray) -> None:
+    while chunk := stream.read1(65536):
+        sink += chunk
+
+
+def _has_any(text: str, needles: Iterable[str]) -> bool:
+    return any(needle in text for needle in needles)
+
+
+_DISK_FULL = ("no space left on device", "disk quota exceeded")
+_AUTH = (
+    "terminal prompts disabled",
+    "could not read username",
+    "could not read password",
+    "authentication failed",
+    "permission denied (publickey",
+    "permission denied (keyboard-interactive",
+    "permission denied (password",
+    "host key verification failed",
+    "http basic: access denied",
+    "returned error: 401",
+    "returned error: 403",
+)
+_BRANCH_NOT_FOUND = (
+    "not found in upstream",
+    "couldn't find remote ref",
+    "could not find remote branch",
+)
+_REPOSITORY_NOT_FOUND = (
+    "repository not found",
+    "does not appear to be a git repository",
+    "repository not exported",
+    "no such repository",
+    "returned error: 404",
+)
+_PERMISSION = ("permission denied", "read-only file system", "operation not permitted")
+_NETWORK = (
+    "could not resolve host",
+    "could not resolve proxy",
+    "unable to look up",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "connection refused",
+    "connection timed out",
+    "connection reset",
+    "timed out",
+    "failed to connect",
+    "unable to connect",
+    "could not connect",
+    "network is unreachable",
+    "no route to host",
+    "the remote end hung up",
+    "early eof",
+    "rpc failed",
+    "ssl",
+    "tls",
+    "gnutls",
+    "could not read from remote repository",
+    "returned error: 5",
+)
+_CLASSES = (
+    ("disk_full", _DISK_FULL),
+    ("auth_required", _AUTH),
+    ("branch_not_found", _BRANCH_NOT_FOUND),
+    ("repository_not_found", _REPOSITORY_NOT_FOUND),
+    ("permission_denied", _PERMISSION),
+    ("network_error", _NETWORK),
+)
+
+
+def classify_failure(stderr: str, *, returncode: int | None = None) -> JobFailure:
+    """Turn git's stderr into a JobFailure with the protocol's error code."""
+    text = stderr.lower()
+    message = stderr.strip() or f"git exited with status {returncode}"
+    for code, needles in _CLASSES:
+        if _has_any(text, needles):
+            return JobFailure(code, message)
+    return JobFailure("git_error", message)

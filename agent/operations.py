@@ -1,0 +1,265 @@
+"""The three jobs: clone, pull and delete a project folder directly under the projects root."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from agent.config import AgentConfig
+from agent.errors import JobFailure, failure_from_os_error
+from agent.git import Git, JobControl
+from agent.paths import (
+    UnsafePath,
+    child_path,
+    lstat_or_none,
+    refuse_symlink,
+    target_path,
+    tree_size,
+)
+from agent.validation import Job, check_resolved_host, validate_git_url
+
+# The fd-based rmtree never follows a symlink planted while it runs; refuse to run without it.
+if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - true on Linux
+    raise RuntimeError("this platform's shutil.rmtree is not safe against symlink attacks")
+
+TEMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+
+# Keys a checkout made by the agent may carry in .git/config. Anything else (core.fsmonitor,
+# core.sshCommand, filter drivers, include.path, ...) could make git run code; pull refuses it.
+_ALLOWED_LOCAL_CONFIG = re.compile(
+    r"core\.(repositoryformatversion|filemode|bare|logallrefupdates|symlinks|ignorecase"
+    r"|precomposeunicode)"
+    r"|remote\.origin\.(url|fetch)"
+    r"|branch\..+\.(remote|merge)"
+    r"|user\.(name|email)"
+    r"|extensions\.objectformat"
+)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a successful job reports back."""
+
+    commit: str
+    branch: str
+    local_path: str
+    duration_ms: int
+    size_bytes: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def perform(job: Job, config: AgentConfig, control: JobControl) -> JobResult:
+    """Run one validated job. Raises JobFailure, or JobCancelled if `control` was cancelled."""
+    operation = _OPERATIONS[job.kind]
+    started = time.monotonic()
+    git = Git(config, control=control, deadline=started + job.timeout_seconds)
+    try:
+        return operation(job, config, git, started)
+    except UnsafePath as exc:
+        raise JobFailure("unsafe_path", str(exc)) from None
+    except OSError as exc:
+        raise failure_from_os_error(exc, f"{job.kind} {job.target_path}") from None
+
+
+def clone(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
+    """Clone into a temporary folder inside the projects root, then rename it into place."""
+    root = config.projects_path
+    target = target_path(root, job.target_path)
+    existing = refuse_symlink(target)
+    if existing is not None:
+        if stat.S_ISDIR(existing.st_mode) and _origin_url(git, target) == job.git_url:
+            # The same job delivered twice, or a clone that already happened: nothing to do.
+            return _checkout_result(git, target, started)
+        raise JobFailure("target_exists", f"{job.target_path} already exists with other content")
+    _check_resolved_host(job, config)
+    temp = child_path(root, f"{TEMP_PREFIX}{job.id}-{secrets.token_hex(4)}")
+    try:
+        os.mkdir(temp)
+    except OSError as exc:
+        raise failure_from_os_error(exc, f"cannot create a folder in {root}") from None
+    try:
+        args = ["clone", "--progress", "--no-recurse-submodules", "--single-branch"]
+        args += ["--template=", "--config=core.symlinks=false", f"--branch={job.branch}"]
+        if job.depth is not None:
+            args.append(f"--depth={job.depth}")
+        git.run(*args, "--", job.git_url, temp, cwd=root)
+        if lstat_or_none(target) is not None:
+            raise JobFailure("target_exists", f"{job.target_path} appeared while cloning")
+        os.rename(temp, target)
+    except BaseException:
+        remove_tree(temp)
+        raise
+    return _checkout_result(git, target, started)
+
+
+def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
+    """Fetch the tracked branch and fast-forward; a dirty or diverged checkout is left alone."""
+    target = target_path(config.projects_path, job.target_path)
+    _check_checkout(git, target)
+    head = git.run("symbolic-ref", "--quiet", "HEAD", repo=target, check=False).stdout.strip()
+    if head != f"refs/heads/{job.branch}":
+        current = head.removeprefix("refs/heads/") or "a detached HEAD"
+        raise JobFailure("git_error", f"the checkout is on {current}, not on {job.branch}")
+    status = git.run(
+        "status", "--porcelain=v1", "--untracked-files=no", "--ignore-submodules=all",
+        repo=target,
+    )  # fmt: skip
+    if status.stdout.strip():
+        raise JobFailure("dirty_worktree", f"local changes in {job.target_path}:\n{status.stdout}")
+    _check_resolved_host(job, config)
+    tracking = f"refs/remotes/origin/{job.branch}"
+    fetch = ["fetch", "--progress", "--no-tags", "--no-recurse-submodules", "--no-write-fetch-head"]
+    if job.depth is not None:
+        fetch.append(f"--depth={job.depth}")
+    git.run(*fetch, "--", job.git_url, f"+refs/heads/{job.branch}:{tracking}", repo=target)
+    ancestor = git.run("merge-base", "--is-ancestor", "HEAD", tracking, repo=target, check=False)
+    if ancestor.returncode == 1:
+        raise JobFailure("not_fast_forward", f"{job.branch} has diverged from the remote branch")
+    if ancestor.returncode != 0:
+        raise JobFailure("git_error", ancestor.stderr)
+    merge = git.run(
+        "merge", "--ff-only", "--no-stat", "--no-edit", tracking, repo=target, check=False
+    )
+    if merge.returncode != 0:
+        if "would be overwritten" in merge.stderr:
+            raise JobFailure("dirty_worktree", merge.stderr)
+        raise JobFailure("git_error", merge.stderr)
+    return _checkout_result(git, target, started)
+
+
+def delete(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
+    """Rename the project into a trash name, then remove it; what is already gone succeeds."""
+    root = config.projects_path
+    target = target_path(root, job.target_path)
+    if refuse_symlink(target) is not None:
+        trash = child_path(root, f"{TRASH_PREFIX}{job.id}-{secrets.token_hex(4)}")
+        os.rename(target, trash)
+        remove_tree(trash)
+    return JobResult(
+        commit="", branch=job.branch, local_path=target, duration_ms=_ms_since(started),
+        size_bytes=0,
+    )  # fmt: skip
+
+
+def remove_tree(path: str) -> None:
+    """Remove `path` without following symlinks; a symlink itself is unlinked, not followed."""
+    info = lstat_or_none(path)
+    if info is None:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def sweep_leftovers(projects_root: str) -> list[str]:
+    """Remove temporary and trash folders left by an agent that died mid-job; return their names."""
+    removed = []
+    try:
+        entries = list(os.scandir(projects_root))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if entry.name.startswith((TEMP_PREFIX, TRASH_PREFIX)):
+            remove_tree(child_path(projects_root, entry.name))
+            removed.append(entry.name)
+    return removed
+
+
+_OPERATIONS: dict[str, Callable[[Job, AgentConfig, Git, float], JobResult]] = {
+    "clone": clone,
+    "pull": pull,
+    "delete": delete,
+}
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _checkout_result(git: Git, target: str, started: float) -> JobResult:
+    commit = git.run("rev-parse", "--verify", "HEAD^{commit}", repo=target).stdout.strip()
+    branch = git.run("symbolic-ref", "--quiet", "--short", "HEAD", repo=target, check=False)
+    return JobResult(
+        commit=commit,
+        branch=branch.stdout.strip(),
+        local_path=target,
+        duration_ms=_ms_since(started),
+        size_bytes=tree_size(target),
+    )
+
+
+def _git_dir_config(target: str) -> str | None:
+    """The checkout's .git/config if `.git` is a plain folder holding a plain config file."""
+    git_dir = os.path.join(target, ".git")
+    git_dir_info = lstat_or_none(git_dir)
+    if git_dir_info is None or not stat.S_ISDIR(git_dir_info.st_mode):
+        return None
+    config_path = os.path.join(git_dir, "config")
+    config_info = lstat_or_none(config_path)
+    if config_info is None or not stat.S_ISREG(config_info.st_mode):
+        return None
+    return config_path
+
+
+def _read_config_file(git: Git, config_path: str) -> list[tuple[str, str]]:
+    """Entries of one config file, parsed by git itself, without includes and without a repo."""
+    listing = git.run("config", "--file", config_path, "--no-includes", "--list", "-z")
+    entries = []
+    for item in listing.stdout.split("\0"):
+        if item:
+            key, _, value = item.partition("\n")
+            entries.append((key, value))
+    return entries
+
+
+def _origin_url(git: Git, target: str) -> str | None:
+    config_path = _git_dir_config(target)
+    if config_path is None:
+        return None
+    urls = [
+        value for key, value in _read_config_file(git, config_path) if key == "remote.origin.url"
+    ]
+    return urls[-1] if urls else None
+
+
+def _check_checkout(git: Git, target: str) -> None:
+    """Refuse anything but a plain checkout whose config cannot make git run code."""
+    info = refuse_symlink(target)
+    if info is None or not stat.S_ISDIR(info.st_mode):
+        raise JobFailure("not_a_checkout", f"{target} does not exist or is not a folder")
+    config_path = _git_dir_config(target)
+    if config_path is None:
+        raise JobFailure("not_a_checkout", f"{target} has no .git folder")
+    git_dir = os.path.dirname(config_path)
+    for redirect in ("commondir", "gitdir", "config.worktree"):
+        if lstat_or_none(os.path.join(git_dir, redirect)) is not None:
+            raise JobFailure("unsafe_path", f"{target}/.git has a {redirect} file")
+    for key, _ in _read_config_file(git, config_path):
+        if not _ALLOWED_LOCAL_CONFIG.fullmatch(key):
+            raise JobFailure("unsafe_path", f"{target}/.git/config sets {key}, which pull refuses")
+
+
+def _check_resolved_host(job: Job, config: AgentConfig) -> None:
+    parsed = validate_git_url(
+        job.git_url,
+        allowed_schemes=config.git_allowed_schemes,
+        allow_private_hosts=config.git_allow_private_hosts,
+    )
+    if parsed.scheme == "file":
+        return
+    try:
+        check_resolved_host(
+            parsed.host, parsed.port, allow_private_hosts=config.git_allow_private_hosts
+        )
+    except ValueError as exc:
+        raise JobFailure("invalid_job", f"git_url: {exc}") from None

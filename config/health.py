@@ -1,0 +1,25 @@
+"""Liveness and readiness probes for load balancers and orchestrators."""
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
+from django.http import HttpRequest, JsonResponse
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The process is up and answering."""
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """The database answers and every migration is applied."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    try:
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except Exception as exc:
+        return JsonResponse({"status": "unavailable", "database": str(exc)[:200]}, status=503)
+    if pending:
+        return JsonResponse(
+            {"status": "unavailable", "pending_migrations": len(pending)}, status=503
+        )
+    return JsonResponse({"status": "ok"})

@@ -1,0 +1,41 @@
+"""The node listing people see: which nodes exist and whether they take work now."""
+
+from rest_framework import generics, serializers
+
+from nodes.models import Node
+
+
+class NodeSerializer(serializers.ModelSerializer):
+    online = serializers.BooleanField(source="is_online", read_only=True)
+    accepts_work = serializers.BooleanField(read_only=True)
+    duplicate_instance = serializers.BooleanField(
+        read_only=True, help_text="Two live agents are using this node's token."
+    )
+
+    class Meta:
+        model = Node
+        fields = [
+            "id",
+            "name",
+            "enabled",
+            "online",
+            "accepts_work",
+            "last_seen_at",
+            "agent_version",
+            "hostname",
+            "disk_free_bytes",
+            "running_jobs",
+            "duplicate_instance",
+        ]
+        read_only_fields = fields
+
+
+class NodeListView(generics.ListAPIView):
+    queryset = Node.objects.all()
+    serializer_class = NodeSerializer
+
+
+class NodeDetailView(generics.RetrieveAPIView):
+    queryset = Node.objects.all()
+    serializer_class = NodeSerializer
+    lookup_url_kwarg = "node_id"

@@ -1,0 +1,105 @@
+"""Writes about nodes: registration, agent tokens, and presence from agent calls."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import tokens
+from config.exceptions import Conflict
+from nodes.models import AgentToken, Node
+
+
+class InstanceSuperseded(Conflict):
+    code = "instance_superseded"
+
+
+def create_node(*, name: str, enabled: bool = True) -> tuple[Node, str]:
+    """Registers a node and issues its first agent token; returns the node and the token."""
+    with transaction.atomic():
+        node = Node(name=name, enabled=enabled)
+        node.full_clean()
+        node.save()
+        plaintext = issue_agent_token(node=node)
+    return node, plaintext
+
+
+def issue_agent_token(*, node: Node) -> str:
+    issued = tokens.issue(tokens.AGENT_TOKEN_KIND)
+    AgentToken.objects.create(node=node, key_id=issued.key_id, digest=issued.digest)
+    return issued.plaintext
+
+
+def rotate_agent_token(*, node: Node) -> str:
+    """Issues a new token for `node` and revokes every earlier one."""
+    with transaction.atomic():
+        AgentToken.objects.filter(node=node, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        return issue_agent_token(node=node)
+
+
+def revoke_agent_token(*, token: AgentToken) -> None:
+    AgentToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    agent_version: str
+    hostname: str
+    disk_free_bytes: int | None
+    running_jobs: int
+
+
+@dataclass(frozen=True)
+class Presence:
+    """What a sign of life changed: `replaced_instance` is set when an agent restarted."""
+
+    node: Node
+    replaced_instance: uuid.UUID | None = None
+
+
+def record_presence(
+    *, node: Node, instance_id: uuid.UUID | None = None, heartbeat: Heartbeat | None = None
+) -> Presence:
+    """Counts an agent call as a sign of life, tracking which agent instance is current.
+
+    Writes are throttled to one per `NODE_PRESENCE_WRITE_SECONDS` unless something changed.
+    A call from an instance that a newer one replaced flags the node and raises
+    `InstanceSuperseded`: one token is running in two live agents.
+    """
+    now = timezone.now()
+    fresh = node.last_seen_at is not None and now - node.last_seen_at < timedelta(
+        seconds=settings.NODE_PRESENCE_WRITE_SECONDS
+    )
+    if heartbeat is None and (instance_id is None or instance_id == node.instance_id) and fresh:
+        return Presence(node=node)
+
+    with transaction.atomic():
+        node = Node.objects.select_for_update().get(pk=node.pk)
+        replaced = None
+        if instance_id is not None and instance_id != node.instance_id:
+            if instance_id == node.previous_instance_id:
+                Node.objects.filter(pk=node.pk).update(duplicate_instance_at=now)
+                raise InstanceSuperseded(
+                    "A newer agent instance is running with this node's token; this one must stop.",
+                    field="instance_id",
+                )
+            replaced = node.instance_id
+            node.previous_instance_id = node.instance_id
+            node.instance_id = instance_id
+        node.last_seen_at = now
+        fields = ["last_seen_at", "instance_id", "previous_instance_id"]
+        if heartbeat is not None:
+            node.agent_version = heartbeat.agent_version
+            node.hostname = heartbeat.hostname
+            node.disk_free_bytes = heartbeat.disk_free_bytes
+            node.running_jobs = heartbeat.running_jobs
+            fields += ["agent_version", "hostname", "disk_free_bytes", "running_jobs"]
+        node.save(update_fields=fields)
+    return Presence(node=node, replaced_instance=replaced)

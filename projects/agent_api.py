@@ -1,0 +1,392 @@
+"""The agent-facing API: heartbeat, long-polled lease, renew, complete, release.
+
+It lives in `projects` because it hands out and reports on jobs; it uses `nodes` for agent
+authentication and presence (`nodes` never imports `projects`). The protocol is described in
+`docs/agent-protocol.md`.
+
+The lease call is an async view: while it waits it holds no thread and no database connection.
+Its database work runs on a small dedicated thread pool (`AGENT_DB_THREADS`) that returns its
+connection after each step, so idle long polls cost memory only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.exceptions import Invalid
+from nodes.authentication import AgentTokenAuthentication
+from nodes.models import Node
+from nodes.services import Heartbeat, record_presence
+from projects import leases
+from projects.api.serializers import StrictSerializer
+from projects.models import JobKind
+from projects.wakeups import hub
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_db_pool = ThreadPoolExecutor(
+    max_workers=getattr(settings, "AGENT_DB_THREADS", 4), thread_name_prefix="agent-db"
+)
+_last_sweep = 0.0
+
+
+def _in_db_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    close_old_connections()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        connection.close()  # back to the pool: an idle long poll holds no connection
+
+
+async def run_db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        _db_pool, functools.partial(_in_db_thread, fn, *args, **kwargs)
+    )
+
+
+# --- Request and response shapes --------------------------------------------------------------
+
+
+class HeartbeatRequestSerializer(StrictSerializer):
+    instance_id = serializers.UUIDField(help_text="Made fresh each time the agent starts.")
+    agent_version = serializers.CharField(max_length=50)
+    hostname = serializers.CharField(max_length=255)
+    disk_free_bytes = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    running_jobs = serializers.ListField(
+        child=serializers.UUIDField(), max_length=256, required=False, default=list
+    )
+
+
+class HeartbeatResponseSerializer(serializers.Serializer):
+    server_time = serializers.DateTimeField()
+    heartbeat_seconds = serializers.IntegerField()
+    online_window_seconds = serializers.IntegerField()
+
+
+class LeaseRequestSerializer(StrictSerializer):
+    instance_id = serializers.UUIDField(help_text="Made fresh each time the agent starts.")
+    request_id = serializers.RegexField(
+        r"^[A-Za-z0-9-]{8,64}$",
+        help_text="Made per logical request; a retry after a lost response reuses it.",
+    )
+    wait = serializers.IntegerField(
+        min_value=0,
+        required=False,
+        help_text="Seconds the server may hold the call (capped by LONG_POLL_MAX_WAIT).",
+    )
+    slots = serializers.IntegerField(min_value=1, max_value=256, required=False, default=1)
+
+    def validate_wait(self, value: int) -> int:
+        if value > settings.LONG_POLL_MAX_WAIT:
+            raise serializers.ValidationError(
+                f"At most {settings.LONG_POLL_MAX_WAIT} seconds on this server."
+            )
+        return value
+
+
+class LeasedJobSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    kind = serializers.ChoiceField(choices=JobKind.choices)
+    project_id = serializers.UUIDField()
+    git_url = serializers.CharField()
+    branch = serializers.CharField()
+    target_path = serializers.CharField(help_text="`{user_id}_{name}`, relative to projects root.")
+    depth = serializers.IntegerField(allow_null=True)
+    timeout_seconds = serializers.IntegerField()
+
+
+class LeaseSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    attempt = serializers.IntegerField()
+    expires_at = serializers.DateTimeField()
+    renew_every_seconds = serializers.IntegerField()
+
+
+class LeaseResponseSerializer(serializers.Serializer):
+    job = LeasedJobSerializer()
+    lease = LeaseSerializer()
+
+
+class ProgressSerializer(StrictSerializer):
+    phase = serializers.CharField(max_length=40, required=False)
+    percent = serializers.IntegerField(min_value=0, max_value=100, required=False)
+    objects = serializers.IntegerField(min_value=0, required=False)
+    bytes = serializers.IntegerField(min_value=0, required=False)
+
+
+class RenewRequestSerializer(StrictSerializer):
+    lease_token = serializers.CharField(max_length=64)
+    progress = ProgressSerializer(required=False)
+
+
+class RenewResponseSerializer(serializers.Serializer):
+    expires_at = serializers.DateTimeField()
+
+
+class ResultSerializer(StrictSerializer):
+    commit = serializers.RegexField(
+        r"^(?:[0-9a-f]{40}|[0-9a-f]{64})?$", allow_blank=True, help_text="Empty for delete."
+    )
+    branch = serializers.CharField(max_length=255, allow_blank=True)
+    local_path = serializers.CharField(max_length=4096, allow_blank=True)
+    duration_ms = serializers.IntegerField(min_value=0)
+    size_bytes = serializers.IntegerField(min_value=0)
+
+
+class ErrorReportSerializer(StrictSerializer):
+    code = serializers.RegexField(r"^[a-z][a-z0-9_]{0,63}$")
+    message = serializers.CharField(max_length=2000, allow_blank=True)
+    retryable = serializers.BooleanField()
+
+
+class CompleteRequestSerializer(StrictSerializer):
+    lease_token = serializers.CharField(max_length=64)
+    outcome = serializers.ChoiceField(choices=["succeeded", "failed"])
+    result = ResultSerializer(required=False)
+    error = ErrorReportSerializer(required=False)
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if attrs["outcome"] == "succeeded" and ("result" not in attrs or "error" in attrs):
+            raise serializers.ValidationError({"result": ["A success carries result, no error."]})
+        if attrs["outcome"] == "failed" and ("error" not in attrs or "result" in attrs):
+            raise serializers.ValidationError({"error": ["A failure carries error, no result."]})
+        return attrs
+
+
+class CompleteResponseSerializer(serializers.Serializer):
+    job = serializers.DictField()
+
+
+class ReleaseRequestSerializer(StrictSerializer):
+    lease_token = serializers.CharField(max_length=64)
+    reason = serializers.RegexField(r"^[a-z][a-z0-9_]{0,63}$", default="agent_shutdown")
+
+
+# --- Views ------------------------------------------------------------------------------------
+
+
+class AgentView(APIView):
+    """Agent token only, JSON only, no throttling (presence is written throttled instead)."""
+
+    authentication_classes = [AgentTokenAuthentication]
+    permission_classes = [IsAuthenticated]
+    throttle_classes: list = []
+    renderer_classes = [JSONRenderer]
+
+    @property
+    def node(self) -> Node:
+        return self.request.user.node
+
+
+def _presence(node: Node, instance_id: str, heartbeat: Heartbeat | None = None) -> None:
+    presence = record_presence(node=node, instance_id=instance_id, heartbeat=heartbeat)
+    if presence.replaced_instance is not None:
+        released = leases.release_other_instances(node=node, instance_id=str(instance_id))
+        logger.info(
+            "node %s: agent instance %s replaced %s; %d lease(s) released",
+            node.name,
+            instance_id,
+            presence.replaced_instance,
+            released,
+        )
+
+
+def _job_summary(job) -> dict[str, Any]:
+    return {
+        "id": str(job.id),
+        "kind": job.kind,
+        "state": job.state,
+        "attempt": job.attempt,
+        "result": job.result,
+        "error": job.error,
+    }
+
+
+class HeartbeatView(AgentView):
+    @extend_schema(
+        request=HeartbeatRequestSerializer,
+        responses={200: HeartbeatResponseSerializer},
+        summary="Report the agent's state; keeps the node online",
+        tags=["agent"],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = HeartbeatRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        heartbeat = Heartbeat(
+            agent_version=data["agent_version"],
+            hostname=data["hostname"],
+            disk_free_bytes=data.get("disk_free_bytes"),
+            running_jobs=len(data["running_jobs"]),
+        )
+        _presence(self.node, str(data["instance_id"]), heartbeat)
+        return Response(
+            {
+                "server_time": timezone.now(),
+                "heartbeat_seconds": settings.LEASE_RENEW_SECONDS,
+                "online_window_seconds": settings.NODE_ONLINE_WINDOW,
+            }
+        )
+
+
+class LeaseView(AgentView):
+    """Long poll for the node's next job. Async: waiting costs no thread and no connection."""
+
+    async def dispatch(self, request, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+        request = self.initialize_request(request, *args, **kwargs)
+        self.request = request
+        self.headers = self.default_response_headers
+        try:
+            await run_db(self.initial, request, *args, **kwargs)
+            handler = getattr(self, request.method.lower(), self.http_method_not_allowed)
+            response = handler(request, *args, **kwargs)
+            if asyncio.iscoroutine(response):
+                response = await response
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        self.response = self.finalize_response(request, response, *args, **kwargs)
+        return self.response
+
+    async def options(self, request, *args, **kwargs):
+        return super().options(request, *args, **kwargs)
+
+    @extend_schema(
+        request=LeaseRequestSerializer,
+        responses={
+            200: LeaseResponseSerializer,
+            204: OpenApiResponse(description="The wait ended with no job for this node."),
+        },
+        summary="Long-poll for the node's next job and lease it",
+        tags=["agent"],
+    )
+    async def post(self, request: Request) -> Response:
+        serializer = LeaseRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        node, instance_id = self.node, str(data["instance_id"])
+        wait = data.get("wait", settings.LONG_POLL_DEFAULT_WAIT)
+        await run_db(_presence, node, instance_id)
+        await _sweep_now_and_then()
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        woken = hub.register(str(node.pk))
+        try:
+            while True:
+                woken.clear()
+                grant = await run_db(
+                    leases.lease, node=node, request_id=data["request_id"], instance_id=instance_id
+                )
+                if grant is not None:
+                    return Response(grant.as_json())
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return Response(status=204)
+                try:
+                    await asyncio.wait_for(
+                        woken.wait(), timeout=min(remaining, settings.LONG_POLL_RECHECK_SECONDS)
+                    )
+                except TimeoutError:
+                    pass
+        finally:
+            hub.unregister(str(node.pk), woken)
+
+
+async def _sweep_now_and_then() -> None:
+    """Expires lapsed leases and stale queued jobs at most every `SWEEP_SECONDS` per process,
+    so no separate scheduler is needed while any agent polls."""
+    global _last_sweep
+    now = time.monotonic()
+    if now - _last_sweep < settings.SWEEP_SECONDS:
+        return
+    _last_sweep = now
+    try:
+        await run_db(leases.sweep)
+    except Exception:
+        logger.exception("sweep failed")
+
+
+class RenewView(AgentView):
+    @extend_schema(
+        request=RenewRequestSerializer,
+        responses={200: RenewResponseSerializer},
+        summary="Extend a running job's lease and report progress",
+        tags=["agent"],
+    )
+    def post(self, request: Request, job_id) -> Response:
+        serializer = RenewRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        expires_at = leases.renew(
+            node=self.node,
+            job_id=job_id,
+            lease_token=data["lease_token"],
+            progress=data.get("progress"),
+        )
+        return Response({"expires_at": expires_at})
+
+
+class CompleteView(AgentView):
+    @extend_schema(
+        request=CompleteRequestSerializer,
+        responses={200: CompleteResponseSerializer},
+        summary="Report a job's outcome (idempotent)",
+        tags=["agent"],
+    )
+    def post(self, request: Request, job_id) -> Response:
+        serializer = CompleteRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = dict(data["result"]) if "result" in data else None
+        if result is not None and not result["commit"]:
+            kind = leases.job_kind(node=self.node, job_id=job_id)
+            if kind != JobKind.DELETE:
+                raise Invalid(
+                    "A clone or pull reports the commit it checked out.", field="result.commit"
+                )
+        job = leases.complete(
+            node=self.node,
+            job_id=job_id,
+            lease_token=data["lease_token"],
+            result=result,
+            error=dict(data["error"]) if "error" in data else None,
+        )
+        return Response({"job": _job_summary(job)})
+
+
+class ReleaseView(AgentView):
+    @extend_schema(
+        request=ReleaseRequestSerializer,
+        responses={200: CompleteResponseSerializer},
+        summary="Give a running job back without spending an attempt",
+        tags=["agent"],
+    )
+    def post(self, request: Request, job_id) -> Response:
+        serializer = ReleaseRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        job = leases.release(
+            node=self.node, job_id=job_id, lease_token=data["lease_token"], reason=data["reason"]
+        )
+        return Response({"job": _job_summary(job)})

@@ -1,0 +1,194 @@
+"""The user API. Views stay thin: validate, call a service or selector, serialize."""
+
+from __future__ import annotations
+
+import uuid
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from projects import selectors, services
+from projects.api.serializers import (
+    AcceptedJobSerializer,
+    CloneRequestSerializer,
+    EmptyRequestSerializer,
+    EventSerializer,
+    ProjectSerializer,
+    ProjectStatusSerializer,
+)
+from projects.models import Event, Job, Project, ProjectStatus
+
+
+def _accepted(project: Project, job: Job) -> Response:
+    project.refresh_from_db()
+    body = AcceptedJobSerializer({"project": project, "job": job}).data
+    return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+def _no_body(request: Request) -> None:
+    """Actions take no parameters; a body that tries to set something is refused."""
+    if request.data:
+        EmptyRequestSerializer(data=request.data).is_valid(raise_exception=True)
+
+
+class CloneView(APIView):
+    @extend_schema(
+        operation_id="projects_clone",
+        request=CloneRequestSerializer,
+        responses={202: AcceptedJobSerializer},
+        summary="Create a project and queue its clone on a node",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = CloneRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = services.request_clone(
+            owner=request.user, request_id=request._request.request_id, **serializer.validated_data
+        )
+        return _accepted(project, project.jobs.get())
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("status", enum=ProjectStatus.values, description="Only this status."),
+        OpenApiParameter("node", str, description="Only projects on this node (name or id)."),
+    ]
+)
+class ProjectListView(generics.ListAPIView):
+    serializer_class = ProjectSerializer
+
+    def get_queryset(self):
+        projects = selectors.visible_projects(self.request.user).prefetch_related("jobs")
+        wanted_status = self.request.query_params.get("status")
+        if wanted_status:
+            projects = projects.filter(status=wanted_status)
+        node = self.request.query_params.get("node")
+        if node:
+            projects = projects.filter(node__name=node) | projects.filter(
+                node__id__in=_uuid_or_nothing(node)
+            )
+        return projects
+
+    def list(self, request, *args, **kwargs):
+        wanted_status = request.query_params.get("status")
+        if wanted_status and wanted_status not in ProjectStatus.values:
+            raise ValidationError({"status": [f"Use one of: {', '.join(ProjectStatus.values)}."]})
+        return super().list(request, *args, **kwargs)
+
+
+def _uuid_or_nothing(value: str) -> list:
+    try:
+        return [uuid.UUID(value)]
+    except ValueError:
+        return []
+
+
+class ProjectDetailView(APIView):
+    @extend_schema(responses=ProjectSerializer, summary="A project")
+    def get(self, request: Request, project_id) -> Response:
+        project = selectors.project_for(request.user, project_id)
+        return Response(ProjectSerializer(project).data)
+
+    @extend_schema(
+        request=None,
+        responses={202: AcceptedJobSerializer},
+        summary="Queue the deletion of the project's checkout",
+    )
+    def delete(self, request: Request, project_id) -> Response:
+        project = selectors.project_for(request.user, project_id)
+        job = services.request_delete(
+            project=project, actor=request.user, request_id=request._request.request_id
+        )
+        return _accepted(project, job)
+
+
+class ProjectStatusView(APIView):
+    @extend_schema(responses=ProjectStatusSerializer, summary="Where the project stands now")
+    def get(self, request: Request, project_id) -> Response:
+        project = selectors.project_for(request.user, project_id)
+        return Response(ProjectStatusSerializer(project).data)
+
+
+class ProjectEventsView(generics.ListAPIView):
+    """The project's event timeline, oldest first."""
+
+    serializer_class = EventSerializer
+
+    def get_queryset(self):
+        project = selectors.project_for(self.request.user, self.kwargs["project_id"])
+        return selectors.project_events(project)
+
+
+class PullView(APIView):
+    @extend_schema(
+        request=EmptyRequestSerializer,
+        responses={202: AcceptedJobSerializer},
+        summary="Queue a pull (fetch and fast-forward)",
+    )
+    def post(self, request: Request, project_id) -> Response:
+        _no_body(request)
+        project = selectors.project_for(request.user, project_id)
+        job = services.request_pull(
+            project=project, actor=request.user, request_id=request._request.request_id
+        )
+        return _accepted(project, job)
+
+
+class CancelJobView(APIView):
+    @extend_schema(
+        request=EmptyRequestSerializer,
+        responses={202: AcceptedJobSerializer},
+        summary="Cancel a queued or running job",
+    )
+    def post(self, request: Request, project_id, job_id) -> Response:
+        _no_body(request)
+        project = selectors.project_for(request.user, project_id)
+        job = services.cancel_job(
+            project=project,
+            job_id=job_id,
+            actor=request.user,
+            request_id=request._request.request_id,
+        )
+        return _accepted(project, job)
+
+
+class RetryJobView(APIView):
+    @extend_schema(
+        request=EmptyRequestSerializer,
+        responses={202: AcceptedJobSerializer},
+        summary="Queue a new job like a failed or cancelled one",
+    )
+    def post(self, request: Request, project_id, job_id) -> Response:
+        _no_body(request)
+        project = selectors.project_for(request.user, project_id)
+        job = services.retry_job(
+            project=project,
+            job_id=job_id,
+            actor=request.user,
+            request_id=request._request.request_id,
+        )
+        return _accepted(project, job)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("after", OpenApiTypes.INT, description="Only events after this position."),
+    ]
+)
+class EventFeedView(generics.ListAPIView):
+    """Every project's events in position order, for tools; staff only. Never skips an event
+    that commits late (see `projects.eventstore`)."""
+
+    serializer_class = EventSerializer
+    permission_classes = [IsAdminUser]
+
+    def get_queryset(self):
+        after = self.request.query_params.get("after", "0")
+        if not after.isdigit():
+            raise ValidationError({"after": ["A non-negative whole number."]})
+        return Event.objects.filter(position__gt=int(after)).order_by("position")

@@ -1,0 +1,125 @@
+"""The one write path: append events to a project's stream and fold them into the projections.
+
+Ordering of the global feed. Positions come from the event table's identity column, which hands
+numbers out when rows are inserted, not when they commit. So that a reader of the feed never
+skips an event that commits late, every append on PostgreSQL takes `LOCK TABLE … IN EXCLUSIVE
+MODE` on the event table just before inserting: appends commit one at a time in position order,
+while plain `SELECT`s (ACCESS SHARE) are not blocked. SQLite serialises all writes anyway.
+
+Lock order, to stay free of deadlocks: the project row (`load(lock=True)`, or the claim's
+`FOR UPDATE SKIP LOCKED`), then the event table, then that project's job rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from config.exceptions import Conflict
+from projects import domain, projection
+from projects.models import Event
+
+MAX_RETRIES = 8
+
+
+class ConcurrencyError(Conflict):
+    """Someone else appended to the stream first; reload and decide again."""
+
+    code = "concurrent_update"
+
+
+@dataclass(frozen=True)
+class Appended:
+    state: domain.Project
+    events: list[domain.Event]
+    positions: list[int]
+
+
+def _lock_feed() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {Event._meta.db_table} IN EXCLUSIVE MODE")
+
+
+def append(
+    project_id: uuid.UUID | str,
+    expected_version: int,
+    events: Sequence[domain.NewEvent],
+    *,
+    meta: dict[str, Any],
+    state: domain.Project | None = None,
+) -> Appended:
+    """Appends `events` after `expected_version` and updates the projections, atomically.
+
+    `state` is the decider state the events were decided on (loaded if not given). Raises
+    `ConcurrencyError` when the stream is no longer at `expected_version`.
+    """
+    project_id = str(project_id)
+    with transaction.atomic():
+        if state is None:
+            state = projection.load(project_id)
+        if state.version != expected_version:
+            raise ConcurrencyError(
+                f"Project {project_id} is at version {state.version}, not {expected_version}."
+            )
+        if not events:
+            return Appended(state=state, events=[], positions=[])
+        now = timezone.now()
+        rows = [
+            Event(
+                project_id=project_id,
+                version=expected_version + offset,
+                type=event.type.value,
+                data=event.data,
+                meta=meta,
+                recorded_at=now,
+            )
+            for offset, event in enumerate(events, start=1)
+        ]
+        _lock_feed()
+        try:
+            with transaction.atomic():
+                created = Event.objects.bulk_create(rows)
+        except IntegrityError as exc:
+            raise ConcurrencyError(
+                f"Project {project_id} was changed concurrently at version {expected_version}."
+            ) from exc
+        stored = [projection.stored_event(row) for row in rows]
+        touched = {e.data["job_id"] for e in stored if "job_id" in e.data}
+        new_state = domain.fold(state, stored)
+        projection.save(new_state, job_ids=sorted(touched), created=expected_version == 0)
+        return Appended(state=new_state, events=stored, positions=[row.position for row in created])
+
+
+def execute(
+    project_id: uuid.UUID | str,
+    command: domain.Command | Callable[[domain.Project], domain.Command],
+    *,
+    meta: dict[str, Any],
+    job_ids: Sequence[str] = (),
+    after: Callable[[Appended], None] | None = None,
+) -> Appended:
+    """Loads the stream, decides, and appends, retrying when another writer got there first.
+
+    `command` may be a function of the state, for commands that depend on what is loaded.
+    `after` runs inside the same transaction once the events are stored (e.g. a NOTIFY).
+    """
+    for attempt in range(MAX_RETRIES):
+        try:
+            with transaction.atomic():
+                state = projection.load(project_id, job_ids=job_ids, lock=True)
+                decided = command(state) if callable(command) else command
+                events = domain.decide(state, decided)
+                appended = append(project_id, state.version, events, meta=meta, state=state)
+                if after is not None and appended.events:
+                    after(appended)
+                return appended
+        except ConcurrencyError:
+            if attempt == MAX_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")

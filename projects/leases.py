@@ -1,0 +1,292 @@
+"""What agents may do with jobs: lease, renew, complete, release; and the sweeps that expire.
+
+Sync functions, called from the agent API (which runs them off the event loop) and from tests.
+Every change goes through the decider like any other; nothing here writes a projection.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from config.exceptions import Conflict, DomainError, NotFound
+from nodes.models import Node
+from projects import domain, projection
+from projects.eventstore import execute
+from projects.models import Job, JobState, Project
+from projects.wakeups import announce_if_leasable
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A job handed to an agent, with its lease."""
+
+    job: Job
+    project: Project
+
+    def as_json(self) -> dict[str, Any]:
+        job, project = self.job, self.project
+        return {
+            "job": {
+                "id": str(job.id),
+                "kind": job.kind,
+                "project_id": str(project.id),
+                "git_url": project.git_url,
+                "branch": project.branch,
+                "target_path": project.target_path,
+                "depth": project.depth,
+                "timeout_seconds": settings.GIT_JOB_TIMEOUT,
+            },
+            "lease": {
+                "token": job.lease_token,
+                "attempt": job.attempt,
+                "expires_at": job.lease_expires_at.isoformat(),
+                "renew_every_seconds": settings.LEASE_RENEW_SECONDS,
+            },
+        }
+
+
+def _agent_meta(node: Node, **extra: Any) -> dict[str, Any]:
+    return {"node_id": str(node.pk), **{k: v for k, v in extra.items() if v}}
+
+
+def _grant(job: Job) -> Grant:
+    return Grant(job=job, project=Project.objects.get(pk=job.project_id))
+
+
+def _node_job(node: Node, job_id: uuid.UUID | str) -> Job:
+    """The job if it is this node's; another node's job is answered as if it did not exist."""
+    job = Job.objects.filter(pk=job_id, node=node).first()
+    if job is None:
+        raise NotFound("No such job for this node.", field="job_id")
+    return job
+
+
+def job_kind(*, node: Node, job_id: uuid.UUID | str) -> str:
+    return _node_job(node, job_id).kind
+
+
+# --- Leasing ----------------------------------------------------------------------------------
+
+
+def _claim_candidate(node: Node, now: datetime) -> str | None:
+    """Locks and returns the project of the oldest leasable job of `node`, skipping projects
+    another transaction holds. A job is leasable when it is the first open job of its project.
+    """
+    job, project = Job._meta.db_table, Project._meta.db_table
+    lock = "FOR UPDATE OF p SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    sql = f"""
+        SELECT j.project_id FROM {job} j JOIN {project} p ON p.id = j.project_id
+        WHERE j.node_id = %s AND j.state = %s AND j.available_at <= %s
+          AND NOT EXISTS (
+            SELECT 1 FROM {job} e
+            WHERE e.project_id = j.project_id AND e.state IN (%s, %s) AND e.seq < j.seq
+          )
+        ORDER BY j.queued_at
+        LIMIT 1
+        {lock}
+    """  # noqa: S608 - table names come from the models, values are parameters
+    field = Job._meta.get_field("node").target_field
+    params = [
+        field.get_db_prep_value(node.pk, connection),
+        JobState.QUEUED.value,
+        connection.ops.adapt_datetimefield_value(now),
+        JobState.QUEUED.value,
+        JobState.LEASED.value,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return str(uuid.UUID(str(row[0]))) if row else None
+
+
+def lease(*, node: Node, request_id: str, instance_id: str) -> Grant | None:
+    """Leases the next job of `node`, or returns the lease already given for `request_id`."""
+    again = Job.objects.filter(
+        node=node,
+        state=JobState.LEASED,
+        lease_request_id=request_id,
+        lease_instance_id=instance_id,
+    ).first()
+    if again is not None:
+        return _grant(again)
+    expire_leases(node=node)
+    for _ in range(5):
+        now = timezone.now()
+        with transaction.atomic():
+            project_id = _claim_candidate(node, now)
+            if project_id is None:
+                return None
+
+            def command(state: domain.Project, now: datetime = now) -> domain.Command:
+                head = state.head_job()
+                if head is None:
+                    raise Conflict("Nothing to lease.", code="not_next")
+                return domain.LeaseJob(
+                    job_id=head.id,
+                    lease_token=secrets.token_urlsafe(24),
+                    request_id=request_id,
+                    instance_id=instance_id,
+                    now=now,
+                    lease_seconds=settings.LEASE_SECONDS,
+                )
+
+            try:
+                appended = execute(
+                    project_id, command, meta=_agent_meta(node, request_id=request_id)
+                )
+            except Conflict:
+                continue  # the head changed under us (cancelled, backing off): look again
+        leased_id = appended.events[0].data["job_id"]
+        return _grant(Job.objects.get(pk=leased_id))
+    return None
+
+
+def renew(
+    *, node: Node, job_id: uuid.UUID | str, lease_token: str, progress: dict | None
+) -> datetime:
+    job = _node_job(node, job_id)
+    command = domain.RenewLease(
+        job_id=str(job.pk),
+        lease_token=lease_token,
+        now=timezone.now(),
+        lease_seconds=settings.LEASE_SECONDS,
+        progress=progress or None,
+    )
+    execute(job.project_id, command, meta=_agent_meta(node), job_ids=[str(job.pk)])
+    return Job.objects.values_list("lease_expires_at", flat=True).get(pk=job.pk)
+
+
+def complete(
+    *,
+    node: Node,
+    job_id: uuid.UUID | str,
+    lease_token: str,
+    result: dict | None = None,
+    error: dict | None = None,
+) -> Job:
+    """Records the outcome once; the same report again changes nothing and answers the same."""
+    job = _node_job(node, job_id)
+    command = domain.CompleteJob(
+        job_id=str(job.pk),
+        lease_token=lease_token,
+        now=timezone.now(),
+        result=result,
+        error=error,
+        retry_backoff_seconds=settings.RETRY_BACKOFF_SECONDS,
+    )
+    execute(
+        job.project_id,
+        command,
+        meta=_agent_meta(node),
+        job_ids=[str(job.pk)],
+        after=announce_if_leasable,
+    )
+    return Job.objects.get(pk=job.pk)
+
+
+def release(*, node: Node, job_id: uuid.UUID | str, lease_token: str, reason: str) -> Job:
+    job = _node_job(node, job_id)
+    command = domain.ReleaseLease(job_id=str(job.pk), reason=reason, lease_token=lease_token)
+    execute(
+        job.project_id,
+        command,
+        meta=_agent_meta(node),
+        job_ids=[str(job.pk)],
+        after=announce_if_leasable,
+    )
+    return Job.objects.get(pk=job.pk)
+
+
+def release_other_instances(*, node: Node, instance_id: str) -> int:
+    """Gives back at once the leases `node` held under an earlier agent instance."""
+    stale = Job.objects.filter(node=node, state=JobState.LEASED).exclude(
+        lease_instance_id=instance_id
+    )
+    released = 0
+    for job in stale:
+        command = domain.ReleaseLease(job_id=str(job.pk), reason="agent_restarted")
+        try:
+            execute(
+                job.project_id,
+                command,
+                meta=_agent_meta(node, instance_id=instance_id),
+                job_ids=[str(job.pk)],
+                after=announce_if_leasable,
+            )
+            released += 1
+        except DomainError:
+            continue  # already finished or released by someone else
+    return released
+
+
+# --- Sweeps: no scheduler process is needed; lease calls and the server's timer run them -----
+
+
+def expire_leases(*, node: Node | None = None, limit: int = 100) -> int:
+    """Puts jobs whose lease ran out back in the queue (or fails them after max attempts)."""
+    now = timezone.now()
+    expired = Job.objects.filter(state=JobState.LEASED, lease_expires_at__lt=now)
+    if node is not None:
+        expired = expired.filter(node=node)
+    count = 0
+    for job_id, project_id in expired.values_list("id", "project_id")[:limit]:
+        command = domain.ExpireLease(job_id=str(job_id), now=now)
+        try:
+            execute(
+                project_id,
+                command,
+                meta={"system": "lease_expiry"},
+                job_ids=[str(job_id)],
+                after=announce_if_leasable,
+            )
+            count += 1
+        except DomainError:
+            continue  # renewed or completed meanwhile
+    return count
+
+
+def expire_queued(*, limit: int = 100) -> int:
+    """Fails jobs that waited longer than `QUEUED_JOB_TTL` for a node that is offline or off."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.QUEUED_JOB_TTL)
+    online_since = now - timedelta(seconds=settings.NODE_ONLINE_WINDOW)
+    waiting = (
+        Job.objects.filter(state=JobState.QUEUED, queued_at__lt=cutoff)
+        .select_related("node")
+        .order_by("queued_at")
+    )
+    count = 0
+    for job in waiting[:limit]:
+        node = job.node
+        if node.enabled and node.last_seen_at and node.last_seen_at >= online_since:
+            continue
+        why = "disabled" if not node.enabled else "offline"
+        command = domain.ExpireQueuedJob(
+            job_id=str(job.pk),
+            reason=f"Node {node.name} stayed {why}; the job waited more than "
+            f"{settings.QUEUED_JOB_TTL} s.",
+        )
+        try:
+            execute(
+                job.project_id,
+                command,
+                meta={"system": "queue_expiry"},
+                job_ids=[str(job.pk)],
+                after=announce_if_leasable,
+            )
+            count += 1
+        except DomainError:
+            continue
+    return count
+
+
+def sweep() -> dict[str, int]:
+    return {"leases_expired": expire_leases(), "queued_expired": expire_queued()}

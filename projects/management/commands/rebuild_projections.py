@@ -1,0 +1,35 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from projects import projection
+
+
+class Command(BaseCommand):
+    help = (
+        "Replays every project's events and compares with the stored projections. With --check "
+        "it reports drift and exits non-zero; without it, it rewrites the drifted projections."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--check", action="store_true", help="Report drift; change nothing.")
+
+    def handle(self, *args, check: bool, **options):
+        projects = drifted = 0
+        for replayed in projection.replay_all():
+            projects += 1
+            drifts = projection.diff(replayed)
+            if not drifts:
+                continue
+            drifted += 1
+            for drift in drifts:
+                self.stdout.write(f"drift: {drift}")
+            if not check:
+                with transaction.atomic():
+                    projection.repair(replayed)
+        for orphan in projection.orphans():
+            drifted += 1
+            self.stdout.write(f"drift: {orphan} (no events)")
+        verb = "drifted" if check else "repaired"
+        self.stdout.write(f"{projects} project(s) replayed, {drifted} {verb}.")
+        if check and drifted:
+            raise CommandError(f"{drifted} project projection(s) differ from the event log.")

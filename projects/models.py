@@ -1,0 +1,135 @@
+"""The event log and its projections.
+
+`Event` is the only source of truth and is append-only in the database (see migration 0002).
+`Project` and `Job` are projections written only by `projects.eventstore.append`, and can be
+rebuilt from the log with `manage.py rebuild_projections`.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from projects.domain import JobKind as _JobKind
+from projects.domain import JobState as _JobState
+from projects.domain import ProjectStatus as _ProjectStatus
+
+PROJECT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class ProjectStatus(models.TextChoices):
+    PENDING = _ProjectStatus.PENDING.value, "pending"
+    READY = _ProjectStatus.READY.value, "ready"
+    FAILED = _ProjectStatus.FAILED.value, "failed"
+    DELETING = _ProjectStatus.DELETING.value, "deleting"
+    DELETED = _ProjectStatus.DELETED.value, "deleted"
+
+
+class JobKind(models.TextChoices):
+    CLONE = _JobKind.CLONE.value, "clone"
+    PULL = _JobKind.PULL.value, "pull"
+    DELETE = _JobKind.DELETE.value, "delete"
+
+
+class JobState(models.TextChoices):
+    QUEUED = _JobState.QUEUED.value, "queued"
+    LEASED = _JobState.LEASED.value, "leased"
+    SUCCEEDED = _JobState.SUCCEEDED.value, "succeeded"
+    FAILED = _JobState.FAILED.value, "failed"
+    CANCELLED = _JobState.CANCELLED.value, "cancelled"
+
+
+class Event(models.Model):
+    """One fact about one project. Never updated, never deleted."""
+
+    position = models.BigAutoField(primary_key=True)
+    project_id = models.UUIDField(db_index=False)
+    version = models.PositiveIntegerField()
+    type = models.CharField(max_length=64)
+    data = models.JSONField()
+    meta = models.JSONField(default=dict)
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["project_id", "version"], name="event_stream_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.position} {self.type} v{self.version} of {self.project_id}"
+
+
+class Project(models.Model):
+    """Projection: a project as its events say it is now."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    version = models.PositiveIntegerField()
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=100)
+    node = models.ForeignKey("nodes.Node", on_delete=models.PROTECT, related_name="projects")
+    git_url = models.CharField(max_length=2048)
+    branch = models.CharField(max_length=255)
+    depth = models.PositiveIntegerField(null=True, blank=True)
+    target_path = models.CharField(max_length=128)
+    status = models.CharField(max_length=16, choices=ProjectStatus.choices)
+    commit = models.CharField(max_length=64, blank=True)
+    checkout_branch = models.CharField(max_length=255, blank=True)
+    local_path = models.CharField(max_length=4096, blank=True)
+    last_error = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "name"],
+                condition=~Q(status="deleted"),
+                name="one_live_project_per_owner_and_name",
+            )
+        ]
+        indexes = [models.Index(fields=["status"]), models.Index(fields=["node", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.target_path} on {self.node_id}"
+
+
+class Job(models.Model):
+    """Projection: one clone, pull or delete of one project, and its lease."""
+
+    id = models.UUIDField(primary_key=True, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="jobs")
+    node = models.ForeignKey("nodes.Node", on_delete=models.PROTECT, related_name="jobs")
+    seq = models.PositiveIntegerField(help_text="The project version that queued the job.")
+    kind = models.CharField(max_length=16, choices=JobKind.choices)
+    state = models.CharField(max_length=16, choices=JobState.choices)
+    attempt = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField()
+    queued_at = models.DateTimeField()
+    available_at = models.DateTimeField()
+    lease_token = models.CharField(max_length=64, blank=True)
+    lease_request_id = models.CharField(max_length=64, blank=True)
+    lease_instance_id = models.CharField(max_length=64, blank=True)
+    leased_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    progress = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["queued_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "seq"], name="job_project_seq"),
+        ]
+        indexes = [
+            models.Index(fields=["node", "state", "available_at"], name="job_claim"),
+            models.Index(fields=["state", "lease_expires_at"], name="job_lease_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.state})"

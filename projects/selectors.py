@@ -1,0 +1,22 @@
+"""Reads of projects, as each person may see them."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+
+from projects.models import Event, Project
+
+
+def visible_projects(user: AbstractBaseUser) -> QuerySet[Project]:
+    """Staff see every project; everyone else sees their own."""
+    projects = Project.objects.select_related("node")
+    return projects if user.is_staff else projects.filter(owner=user)
+
+
+def project_for(user: AbstractBaseUser, project_id) -> Project:
+    """The project if `user` may see it; 404 otherwise, so others' projects do not leak."""
+    return get_object_or_404(visible_projects(user), pk=project_id)
+
+
+def project_events(project: Project) -> QuerySet[Event]:
+    return Event.objects.filter(project_id=project.pk).order_by("version")

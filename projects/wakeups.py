@@ -1,0 +1,144 @@
+"""Waking the long polls of a node when work for it may have appeared.
+
+Writers call `announce(node_id)` inside their transaction. On PostgreSQL that is a
+`pg_notify('gitfleet_jobs', node_id)`, delivered to every server process when the transaction
+commits; each process runs one `LISTEN` connection and fans notifications out to its waiting
+requests. In every engine the writing process also wakes its own waiters on commit. Waiters
+re-check on a timer as well, because a notification is lost while a listener reconnects and
+SQLite has no way to hear other processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import defaultdict
+
+from django.db import connection, transaction
+
+from projects import domain
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "gitfleet_jobs"
+ALL_NODES = "*"
+
+# Events after which a node may have a job to lease: a new job, a lease given back, or a
+# finished job that unblocks the next one of its project.
+_LEASABLE_AFTER = frozenset(domain.EventType) - {
+    domain.EventType.JOB_LEASED,
+    domain.EventType.JOB_LEASE_RENEWED,
+    domain.EventType.PROJECT_CREATED,
+}
+
+
+def announce(node_id: str) -> None:
+    """Wakes the long polls of `node_id` once the current transaction commits."""
+    node_id = str(node_id)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, node_id])
+    transaction.on_commit(lambda: hub.wake(node_id))
+
+
+def announce_if_leasable(appended) -> None:
+    if any(event.type in _LEASABLE_AFTER for event in appended.events):
+        announce(appended.state.node_id)
+
+
+class Hub:
+    """Per-process registry of waiting long polls, keyed by node id. Thread-safe `wake`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = (
+            defaultdict(set)
+        )
+        self._listener: asyncio.Task | None = None
+        self.listener_connected = False
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return sum(len(waiters) for waiters in self._waiters.values())
+
+    def register(self, node_id: str) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+        with self._lock:
+            self._waiters[str(node_id)].add((loop, event))
+        self._ensure_listener(loop)
+        return event
+
+    def unregister(self, node_id: str, event: asyncio.Event) -> None:
+        with self._lock:
+            waiters = self._waiters.get(str(node_id))
+            if waiters is None:
+                return
+            waiters.difference_update({w for w in waiters if w[1] is event})
+            if not waiters:
+                del self._waiters[str(node_id)]
+
+    def wake(self, node_id: str) -> None:
+        with self._lock:
+            if node_id == ALL_NODES:
+                targets = [w for waiters in self._waiters.values() for w in waiters]
+            else:
+                targets = list(self._waiters.get(node_id, ()))
+        for loop, event in targets:
+            if loop.is_closed():
+                continue
+            loop.call_soon_threadsafe(event.set)
+
+    # --- PostgreSQL listener ------------------------------------------------------------------
+
+    def _ensure_listener(self, loop: asyncio.AbstractEventLoop) -> None:
+        if connection.vendor != "postgresql":
+            return
+        listener = self._listener
+        if listener is not None and not listener.done() and listener.get_loop() is loop:
+            return
+        self._listener = loop.create_task(self._listen(), name="gitfleet-listener")
+
+    async def _listen(self) -> None:
+        import psycopg
+
+        backoff = 0.5
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(_conninfo(), autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.listener_connected = True
+                    backoff = 0.5
+                    # Anything announced while we were not listening is found by a re-check.
+                    self.wake(ALL_NODES)
+                    async for notification in conn.notifies():
+                        self.wake(notification.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("job listener lost its connection; reconnecting", exc_info=True)
+            finally:
+                self.listener_connected = False
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+def _conninfo() -> str:
+    from psycopg.conninfo import make_conninfo
+
+    settings_dict = connection.settings_dict
+    params = {
+        "dbname": settings_dict["NAME"],
+        "user": settings_dict.get("USER") or None,
+        "password": settings_dict.get("PASSWORD") or None,
+        "host": settings_dict.get("HOST") or None,
+        "port": str(settings_dict["PORT"]) if settings_dict.get("PORT") else None,
+        "application_name": "gitfleet-listener",
+    }
+    return make_conninfo(**{key: value for key, value in params.items() if value})
+
+
+hub = Hub()

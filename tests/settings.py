@@ -1,0 +1,17 @@
+"""Settings for the test suite: the real settings, with what tests need switched on.
+
+Tests serve git from 127.0.0.1 over git:// and http://, so those are allowed here.
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
+os.environ.setdefault("GIT_ALLOW_PRIVATE_HOSTS", "true")
+os.environ.setdefault("GIT_ALLOWED_SCHEMES", "https,ssh,git,http")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("API_USER_RATE", "100000/minute")
+
+from config.settings import *  # noqa: E402, F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+LONG_POLL_RECHECK_SECONDS = 0.5
