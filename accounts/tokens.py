@@ -9,8 +9,8 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-USER_TOKEN_KIND = "gfu"
-AGENT_TOKEN_KIND = "gfa"
+USER_TOKEN_KIND = "gfu"  # noqa: S105 - a prefix, not a secret
+AGENT_TOKEN_KIND = "gfa"  # noqa: S105 - a prefix, not a secret
 
 
 @dataclass(frozen=True)

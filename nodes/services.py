@@ -65,7 +65,7 @@ class Presence:
 
 
 def record_presence(
-    *, node: Node, instance_id: uuid.UUID | None = None, heartbeat: Heartbeat | None = None
+    *, node: Node, instance_id: uuid.UUID | str | None = None, heartbeat: Heartbeat | None = None
 ) -> Presence:
     """Counts an agent call as a sign of life, tracking which agent instance is current.
 
@@ -73,6 +73,8 @@ def record_presence(
     A call from an instance that a newer one replaced flags the node and raises
     `InstanceSuperseded`: one token is running in two live agents.
     """
+    if instance_id is not None:
+        instance_id = uuid.UUID(str(instance_id))
     now = timezone.now()
     fresh = node.last_seen_at is not None and now - node.last_seen_at < timedelta(
         seconds=settings.NODE_PRESENCE_WRITE_SECONDS
@@ -80,16 +82,16 @@ def record_presence(
     if heartbeat is None and (instance_id is None or instance_id == node.instance_id) and fresh:
         return Presence(node=node)
 
+    if instance_id is not None and instance_id == node.previous_instance_id:
+        Node.objects.filter(pk=node.pk).update(duplicate_instance_at=now)
+        raise InstanceSuperseded(
+            "A newer agent instance is running with this node's token; this one must stop.",
+            field="instance_id",
+        )
     with transaction.atomic():
         node = Node.objects.select_for_update().get(pk=node.pk)
         replaced = None
         if instance_id is not None and instance_id != node.instance_id:
-            if instance_id == node.previous_instance_id:
-                Node.objects.filter(pk=node.pk).update(duplicate_instance_at=now)
-                raise InstanceSuperseded(
-                    "A newer agent instance is running with this node's token; this one must stop.",
-                    field="instance_id",
-                )
             replaced = node.instance_id
             node.previous_instance_id = node.instance_id
             node.instance_id = instance_id

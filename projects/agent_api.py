@@ -12,6 +12,7 @@ connection after each step, so idle long polls cost memory only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -165,7 +166,6 @@ class CompleteRequestSerializer(StrictSerializer):
     error = ErrorReportSerializer(required=False)
 
     def validate(self, attrs):
-        attrs = super().validate(attrs)
         if attrs["outcome"] == "succeeded" and ("result" not in attrs or "error" in attrs):
             raise serializers.ValidationError({"result": ["A success carries result, no error."]})
         if attrs["outcome"] == "failed" and ("error" not in attrs or "result" in attrs):
@@ -303,12 +303,10 @@ class LeaseView(AgentView):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return Response(status=204)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         woken.wait(), timeout=min(remaining, settings.LONG_POLL_RECHECK_SECONDS)
                     )
-                except TimeoutError:
-                    pass
         finally:
             hub.unregister(str(node.pk), woken)
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from config.exceptions import Conflict, DomainError, NotFound
 from nodes.models import Node
-from projects import domain, projection
+from projects import domain
 from projects.eventstore import execute
 from projects.models import Job, JobState, Project
 from projects.wakeups import announce_if_leasable

@@ -114,3 +114,58 @@ def event_types(project_id) -> list[str]:
         .order_by("version")
         .values_list("type", flat=True)
     )
+
+
+class AgentSession:
+    """Speaks the agent protocol through the test client, as one agent instance."""
+
+    def __init__(self, client: APIClient, instance_id: str | None = None):
+        self.client = client
+        self.instance_id = instance_id or str(uuid.uuid4())
+
+    def lease(self, *, wait: int = 0, request_id: str | None = None):
+        body = {
+            "instance_id": self.instance_id,
+            "request_id": request_id or str(uuid.uuid4()),
+            "wait": wait,
+        }
+        return self.client.post("/api/v1/agent/lease", body, format="json")
+
+    def renew(self, job_id: str, token: str, progress: dict | None = None):
+        body = {"lease_token": token}
+        if progress is not None:
+            body["progress"] = progress
+        return self.client.post(f"/api/v1/agent/jobs/{job_id}/renew", body, format="json")
+
+    def succeed(self, job_id: str, token: str, commit: str = "a" * 40):
+        body = {
+            "lease_token": token,
+            "outcome": "succeeded",
+            "result": {
+                "commit": commit,
+                "branch": "main",
+                "local_path": "/data/projects/x",
+                "duration_ms": 12,
+                "size_bytes": 345,
+            },
+        }
+        return self.client.post(f"/api/v1/agent/jobs/{job_id}/complete", body, format="json")
+
+    def fail(self, job_id: str, token: str, *, code: str = "git_error", retryable: bool = False):
+        body = {
+            "lease_token": token,
+            "outcome": "failed",
+            "error": {"code": code, "message": "it broke", "retryable": retryable},
+        }
+        return self.client.post(f"/api/v1/agent/jobs/{job_id}/complete", body, format="json")
+
+    def heartbeat(self, **overrides):
+        body = {
+            "instance_id": self.instance_id,
+            "agent_version": "0.1.0",
+            "hostname": "box",
+            "disk_free_bytes": 10**9,
+            "running_jobs": [],
+        }
+        body.update(overrides)
+        return self.client.post("/api/v1/agent/heartbeat", body, format="json")

@@ -11,7 +11,9 @@ os.environ.setdefault("GIT_ALLOWED_SCHEMES", "https,ssh,git,http")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("API_USER_RATE", "100000/minute")
 
-from config.settings import *  # noqa: E402, F403
+from config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LONG_POLL_RECHECK_SECONDS = 0.5
+# Only for the test-only `flush` command that empties the append-only log between tests.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests"]  # noqa: F405

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
@@ -17,14 +18,14 @@ from projects.models import Event, Job, Project
 class StrictSerializer(serializers.Serializer):
     """Refuses fields it does not know, so nobody can slip in an owner, a path or a status."""
 
-    def validate(self, attrs):
-        if isinstance(self.initial_data, dict):
-            unknown = sorted(set(self.initial_data) - set(self.fields))
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError(
-                    {name: ["Unknown field; it cannot be set."] for name in unknown}
+                    {str(name): ["Unknown field; it cannot be set."] for name in unknown}
                 )
-        return attrs
+        return super().to_internal_value(data)
 
 
 def url_policy() -> validation.UrlPolicy:
