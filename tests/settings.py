@@ -10,6 +10,7 @@ os.environ.setdefault("GIT_ALLOW_PRIVATE_HOSTS", "true")
 os.environ.setdefault("GIT_ALLOWED_SCHEMES", "https,ssh,git,http")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("API_USER_RATE", "100000/minute")
+os.environ.setdefault("DB_POOL_MAX_SIZE", "40")  # concurrency tests run 20+ threads
 
 from config.settings import *  # noqa: F403
 
