@@ -250,15 +250,13 @@ def test_stored_projection_always_equals_the_replayed_log(steps, make_user, make
     for action, index in steps:
         sim.act(action, index)
 
-    version = 0
-    for event in sim.log:
+    for version, event in enumerate(sim.log):
         append(
             project_id,
             version,
             [domain.NewEvent(domain.EventType(event.type), event.data)],
             meta={"test": "property"},
         )
-        version += 1
 
     assert Event.objects.filter(project_id=project_id).count() == len(sim.log)
     assert projection.check(project_id) == []

@@ -34,9 +34,12 @@ def project_id(api, node) -> str:
 def test_raw_sql_cannot_change_or_remove_events(project_id, statement):
     before = list(Event.objects.values_list("position", "type", "data"))
 
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(statement)
 
     assert list(Event.objects.values_list("position", "type", "data")) == before
 
@@ -45,9 +48,12 @@ def test_raw_sql_cannot_change_or_remove_events(project_id, statement):
 def test_truncate_is_refused_on_postgresql(project_id):
     if connection.vendor != "postgresql":
         pytest.skip("SQLite has no TRUNCATE; DELETE is covered above")
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE projects_event")
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("TRUNCATE projects_event")
     assert Event.objects.count() == 2
 
 
