@@ -4,12 +4,14 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from config import health
+from config.api_root import api_root
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/v1/", permanent=False)),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    path("api/v1/", api_root, name="api-root"),
     path("api/v1/", include("projects.api.urls")),
     path("api/v1/", include("nodes.api_urls")),
     path("api/v1/agent/", include("projects.agent_api_urls")),

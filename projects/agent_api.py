@@ -32,6 +32,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.exceptions import Invalid
+from config.schema import errors
 from nodes.authentication import AgentTokenAuthentication
 from nodes.models import Node
 from nodes.services import Heartbeat, record_presence
@@ -225,7 +226,7 @@ def _job_summary(job) -> dict[str, Any]:
 class HeartbeatView(AgentView):
     @extend_schema(
         request=HeartbeatRequestSerializer,
-        responses={200: HeartbeatResponseSerializer},
+        responses={200: HeartbeatResponseSerializer, **errors(409)},
         summary="Report the agent's state; keeps the node online",
         tags=["agent"],
     )
@@ -276,6 +277,7 @@ class LeaseView(AgentView):
         responses={
             200: LeaseResponseSerializer,
             204: OpenApiResponse(description="The wait ended with no job for this node."),
+            **errors(409),
         },
         summary="Long-poll for the node's next job and lease it",
         tags=["agent"],
@@ -328,7 +330,7 @@ async def _sweep_now_and_then() -> None:
 class RenewView(AgentView):
     @extend_schema(
         request=RenewRequestSerializer,
-        responses={200: RenewResponseSerializer},
+        responses={200: RenewResponseSerializer, **errors(404, 409)},
         summary="Extend a running job's lease and report progress",
         tags=["agent"],
     )
@@ -348,7 +350,7 @@ class RenewView(AgentView):
 class CompleteView(AgentView):
     @extend_schema(
         request=CompleteRequestSerializer,
-        responses={200: CompleteResponseSerializer},
+        responses={200: CompleteResponseSerializer, **errors(404, 409)},
         summary="Report a job's outcome (idempotent)",
         tags=["agent"],
     )
@@ -376,7 +378,7 @@ class CompleteView(AgentView):
 class ReleaseView(AgentView):
     @extend_schema(
         request=ReleaseRequestSerializer,
-        responses={200: CompleteResponseSerializer},
+        responses={200: CompleteResponseSerializer, **errors(404, 409)},
         summary="Give a running job back without spending an attempt",
         tags=["agent"],
     )

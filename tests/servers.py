@@ -117,6 +117,8 @@ class ServerProcess:
                 "--port",
                 str(self.port),
                 "--no-access-log",
+                "--lifespan",
+                "off",
                 "--timeout-graceful-shutdown",
                 "2",
             ],

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.schema import errors
 from projects import selectors, services
 from projects.api.serializers import (
     AcceptedJobSerializer,
@@ -39,9 +40,8 @@ def _no_body(request: Request) -> None:
 
 class CloneView(APIView):
     @extend_schema(
-        operation_id="projects_clone",
         request=CloneRequestSerializer,
-        responses={202: AcceptedJobSerializer},
+        responses={202: AcceptedJobSerializer, **errors(409)},
         summary="Create a project and queue its clone on a node",
     )
     def post(self, request: Request) -> Response:
@@ -89,14 +89,14 @@ def _uuid_or_nothing(value: str) -> list:
 
 
 class ProjectDetailView(APIView):
-    @extend_schema(responses=ProjectSerializer, summary="A project")
+    @extend_schema(responses={200: ProjectSerializer, **errors(404)}, summary="A project")
     def get(self, request: Request, project_id) -> Response:
         project = selectors.project_for(request.user, project_id)
         return Response(ProjectSerializer(project).data)
 
     @extend_schema(
         request=None,
-        responses={202: AcceptedJobSerializer},
+        responses={202: AcceptedJobSerializer, **errors(404, 409)},
         summary="Queue the deletion of the project's checkout",
     )
     def delete(self, request: Request, project_id) -> Response:
@@ -108,7 +108,10 @@ class ProjectDetailView(APIView):
 
 
 class ProjectStatusView(APIView):
-    @extend_schema(responses=ProjectStatusSerializer, summary="Where the project stands now")
+    @extend_schema(
+        responses={200: ProjectStatusSerializer, **errors(404)},
+        summary="Where the project stands now",
+    )
     def get(self, request: Request, project_id) -> Response:
         project = selectors.project_for(request.user, project_id)
         return Response(ProjectStatusSerializer(project).data)
@@ -127,7 +130,7 @@ class ProjectEventsView(generics.ListAPIView):
 class PullView(APIView):
     @extend_schema(
         request=EmptyRequestSerializer,
-        responses={202: AcceptedJobSerializer},
+        responses={202: AcceptedJobSerializer, **errors(404, 409)},
         summary="Queue a pull (fetch and fast-forward)",
     )
     def post(self, request: Request, project_id) -> Response:
@@ -142,7 +145,7 @@ class PullView(APIView):
 class CancelJobView(APIView):
     @extend_schema(
         request=EmptyRequestSerializer,
-        responses={202: AcceptedJobSerializer},
+        responses={202: AcceptedJobSerializer, **errors(404, 409)},
         summary="Cancel a queued or running job",
     )
     def post(self, request: Request, project_id, job_id) -> Response:
@@ -160,7 +163,7 @@ class CancelJobView(APIView):
 class RetryJobView(APIView):
     @extend_schema(
         request=EmptyRequestSerializer,
-        responses={202: AcceptedJobSerializer},
+        responses={202: AcceptedJobSerializer, **errors(404, 409)},
         summary="Queue a new job like a failed or cancelled one",
     )
     def post(self, request: Request, project_id, job_id) -> Response:

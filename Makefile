@@ -1,0 +1,42 @@
+# Gitfleet developer entry points. `make run` brings the whole system up on this machine;
+# `make test` runs the suite (SQLite unless DATABASE_URL names PostgreSQL).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint openapi openapi-check deploy-check clean
+
+$(STAMP): requirements/server.txt requirements/agent.txt requirements/dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	touch $(STAMP)
+
+run: $(STAMP)
+	./platform/local/run.sh
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# The schema is generated from the code with fixed settings, so it is the same everywhere.
+SCHEMA_ENV := DJANGO_SETTINGS_MODULE=config.settings DEBUG=true DATABASE_URL=sqlite://:memory:
+
+openapi: $(STAMP)
+	$(SCHEMA_ENV) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file openapi.yaml
+
+openapi-check: $(STAMP)
+	$(SCHEMA_ENV) $(BIN)/python manage.py spectacular --validate --fail-on-warn --file $(VENV)/openapi.yaml
+	diff -u openapi.yaml $(VENV)/openapi.yaml || (echo "openapi.yaml is stale: run 'make openapi'" >&2; exit 1)
+
+deploy-check: $(STAMP)
+	DEBUG=false SECRET_KEY=$$(head -c 48 /dev/urandom | base64) ALLOWED_HOSTS=gitfleet.example.com \
+		$(BIN)/python manage.py check --deploy --fail-level WARNING
+
+clean:
+	rm -rf $(VENV)
