@@ -1,0 +1,137 @@
+"""Pickup latency: from sending a clone request through the user API to a waiting agent
+holding the lease response, with 1 and 100 idle agents, against a baseline of agents that poll
+every 3 s without long polling (a common default among CI runners).
+
+    python -m bench.pickup_latency --agents 1 100 --samples 40
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test python -m bench.pickup_latency
+
+Traffic goes to 127.0.0.1 only; every loop is bounded by a sample count and a deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from bench.common import ServerProcess, ServerSite, header, make_nodes, summary
+
+DEADLINE_SECONDS = 600
+
+
+class Fleet:
+    """Idle agents, one per node, each either long-polling or short-polling."""
+
+    def __init__(self, url: str, nodes: list[tuple[str, str]], *, long_poll: bool,
+                 interval: float):
+        self.url, self.nodes = url, nodes
+        self.long_poll, self.interval = long_poll, interval
+        self.received: dict[str, float] = {}  # project id -> when its lease response arrived
+        self.stopping = False
+
+    async def agent(self, client: httpx.AsyncClient, token: str) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        instance = str(uuid.uuid4())
+        if not self.long_poll:
+            await asyncio.sleep(random.uniform(0, self.interval))
+        while not self.stopping:
+            body = {"instance_id": instance, "request_id": uuid.uuid4().hex,
+                    "wait": 5 if self.long_poll else 0}
+            response = await client.post(f"{self.url}/api/v1/agent/lease", json=body,
+                                         headers=headers, timeout=30)
+            if response.status_code == 200:
+                now = time.perf_counter()
+                grant = response.json()
+                self.received[grant["job"]["project_id"]] = now
+                done = {"lease_token": grant["lease"]["token"], "outcome": "succeeded",
+                        "result": {"commit": "0" * 40, "branch": "main", "local_path": "/x",
+                                   "duration_ms": 0, "size_bytes": 0}}
+                await client.post(f"{self.url}/api/v1/agent/jobs/{grant['job']['id']}/complete",
+                                  json=done, headers=headers, timeout=30)
+            elif response.status_code != 204:
+                raise RuntimeError(f"lease answered {response.status_code}: {response.text}")
+            if not self.long_poll:
+                await asyncio.sleep(self.interval)
+
+
+async def measure(url: str, user_token: str, nodes: list[tuple[str, str]], *, long_poll: bool,
+                  samples: int, interval: float) -> list[float]:
+    fleet = Fleet(url, nodes, long_poll=long_poll, interval=interval)
+    limits = httpx.Limits(max_connections=len(nodes) + 10, max_keepalive_connections=len(nodes) + 10)
+    async with httpx.AsyncClient(limits=limits) as client:
+        agents = [asyncio.create_task(fleet.agent(client, token)) for _, token in nodes]
+        await asyncio.sleep(1.5)  # every agent is now waiting (or between polls)
+        latencies: list[float] = []
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        for index in range(samples):
+            if time.monotonic() > deadline:
+                break
+            node_name = nodes[index % len(nodes)][0]
+            body = {"name": f"s{index}-{uuid.uuid4().hex[:6]}", "git_url": "https://git.example.com/r.git",
+                    "branch": "main", "node": node_name}
+            sent = time.perf_counter()
+            response = await client.post(f"{url}/api/v1/projects/clone", json=body, timeout=30,
+                                         headers={"Authorization": f"Bearer {user_token}"})
+            if response.status_code != 202:
+                raise RuntimeError(f"clone answered {response.status_code}: {response.text}")
+            project_id = response.json()["project"]["id"]
+            while project_id not in fleet.received and time.monotonic() < deadline:
+                await asyncio.sleep(0.0005 if long_poll else 0.01)
+            latencies.append((fleet.received[project_id] - sent) * 1000)
+            await asyncio.sleep(0.05 if long_poll else random.uniform(0, interval))
+        fleet.stopping = True
+        for task in agents:
+            task.cancel()
+        await asyncio.gather(*agents, return_exceptions=True)
+    return latencies
+
+
+def run(agent_counts: list[int], samples: int, baseline_samples: int, interval: float) -> dict:
+    database_url = os.environ.get("DATABASE_URL", "sqlite")
+    header("Pickup latency: clone requested -> waiting agent has the lease", database_url)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        site = ServerSite(Path(tmp), NODE_PRESENCE_WRITE_SECONDS="10", SWEEP_SECONDS="3600")
+        server = ServerProcess(site)
+        try:
+            user_token = site.create_user_token("bench")
+            all_nodes = make_nodes(site, max(agent_counts))
+            for count in agent_counts:
+                nodes = all_nodes[:count]
+                long_poll = asyncio.run(measure(server.url, user_token, nodes, long_poll=True,
+                                                samples=samples, interval=interval))
+                baseline = asyncio.run(measure(server.url, user_token, nodes, long_poll=False,
+                                               samples=baseline_samples, interval=interval))
+                row = {"agents": count, "long_poll": summary(long_poll),
+                       f"poll_every_{interval:g}s": summary(baseline)}
+                row["ratio_median"] = round(
+                    row[f"poll_every_{interval:g}s"]["median_ms"] / row["long_poll"]["median_ms"], 1
+                )
+                results[count] = row
+                print(json.dumps(row))
+        finally:
+            server.stop()
+            site.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, nargs="+", default=[1, 100])
+    parser.add_argument("--samples", type=int, default=40)
+    parser.add_argument("--baseline-samples", type=int, default=15)
+    parser.add_argument("--interval", type=float, default=3.0, help="baseline polling period")
+    args = parser.parse_args()
+    run(args.agents, args.samples, args.baseline_samples, args.interval)
+
+
+if __name__ == "__main__":
+    main()
