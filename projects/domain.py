@@ -523,7 +523,13 @@ def _unleased(job: Job, **changes: Any) -> Job:
 
 def _checkout_status(state: Project) -> ProjectStatus:
     """What the project is when a job that would have changed its checkout did not."""
-    return ProjectStatus.READY if state.commit else ProjectStatus.FAILED
+    return _unless_deleting(state, ProjectStatus.READY if state.commit else ProjectStatus.FAILED)
+
+
+def _unless_deleting(state: Project, status: ProjectStatus) -> ProjectStatus:
+    """A queued or running delete outranks what an earlier job's outcome would say."""
+    deleting = any(job.kind == JobKind.DELETE for job in state.open_jobs())
+    return ProjectStatus.DELETING if deleting else status
 
 
 def evolve(state: Project, event: Event) -> Project:
@@ -626,7 +632,7 @@ def evolve(state: Project, event: Event) -> Project:
                 )
             return replace(
                 state,
-                status=ProjectStatus.READY,
+                status=_unless_deleting(state, ProjectStatus.READY),
                 commit=result["commit"],
                 checkout_branch=result["branch"],
                 local_path=result["local_path"],
