@@ -9,6 +9,16 @@ from django.utils import timezone
 NODE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 
+class NodeQuerySet(models.QuerySet):
+    def online(self) -> "NodeQuerySet":
+        since = timezone.now() - timedelta(seconds=settings.NODE_ONLINE_WINDOW)
+        return self.filter(last_seen_at__gte=since)
+
+    def accepting_work(self) -> "NodeQuerySet":
+        """Enabled and online: the nodes a clone or pull may be asked of."""
+        return self.online().filter(enabled=True)
+
+
 class Node(models.Model):
     """A worker machine whose agent runs jobs. Presence fields are written by agent calls."""
 
@@ -35,6 +45,8 @@ class Node(models.Model):
         editable=False,
         help_text="When a superseded agent instance called again: two agents share one token.",
     )
+
+    objects = NodeQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

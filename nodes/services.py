@@ -27,6 +27,12 @@ def create_node(*, name: str, enabled: bool = True) -> tuple[Node, str]:
     return node, plaintext
 
 
+def set_node_enabled(*, node: Node, enabled: bool) -> bool:
+    """Lets a node take new work, or stops it; returns whether anything changed. Jobs already
+    queued for a disabled node wait (and expire after `QUEUED_JOB_TTL`)."""
+    return bool(Node.objects.filter(pk=node.pk).exclude(enabled=enabled).update(enabled=enabled))
+
+
 def issue_agent_token(*, node: Node) -> str:
     issued = tokens.issue(tokens.AGENT_TOKEN_KIND)
     AgentToken.objects.create(node=node, key_id=issued.key_id, digest=issued.digest)

@@ -1,0 +1,474 @@
+"""The admin console for projects, jobs and the event log.
+
+Everything here is read-only: projects and jobs are projections of the log, and the log is
+append-only. What an operator may do — clone, pull, delete, cancel, retry — goes through
+`projects.services`, exactly as the API does, so it is decided and recorded as events like any
+other request. The Django change permission on projects means "may ask for work"; no field is
+ever edited by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from config.exceptions import Conflict, DomainError
+from nodes.admin import presence_badge
+from nodes.models import Node
+from projects import domain, services
+from projects.api.serializers import CloneRequestSerializer
+from projects.models import Event, Job, Project
+from projects.selectors import active_job
+
+admin.site.site_header = "Gitfleet"
+admin.site.site_title = "Gitfleet admin"
+admin.site.index_title = "Control plane"
+
+TIMELINE_LIMIT = 200
+
+
+def pretty_json(value: Any) -> str:
+    if value in (None, {}, []):
+        return "-"
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    return format_html('<pre style="margin:0;white-space:pre-wrap;">{}</pre>', text)
+
+
+def compact_json(value: Any) -> str:
+    if value in (None, {}, []):
+        return "-"
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _link(url_name: str, pk: Any, text: Any) -> SafeString:
+    return format_html('<a href="{}">{}</a>', reverse(url_name, args=[pk]), text)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A projection or the log: shown, never added, changed or deleted by hand."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- Operations: the same service calls as the API ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operation:
+    verb: str
+    label: str
+    run: Callable[[Project, HttpRequest], Job]
+
+
+def _who(request: HttpRequest) -> dict[str, Any]:
+    return {"actor": request.user, "request_id": getattr(request, "request_id", None)}
+
+
+def _pull(project: Project, request: HttpRequest) -> Job:
+    return services.request_pull(project=project, **_who(request))
+
+
+def _delete(project: Project, request: HttpRequest) -> Job:
+    return services.request_delete(project=project, **_who(request))
+
+
+def _cancel(project: Project, request: HttpRequest) -> Job:
+    job = active_job(project)
+    if job is None:
+        raise Conflict("It has no queued or running job to cancel.", code="no_open_job")
+    return services.cancel_job(project=project, job_id=str(job.pk), **_who(request))
+
+
+def _retry(project: Project, request: HttpRequest) -> Job:
+    job = services.latest_retryable_job(project)
+    if job is None:
+        raise Conflict(
+            "Nothing to retry: its latest job neither failed nor was cancelled.",
+            code="nothing_to_retry",
+        )
+    return services.retry_job(project=project, job_id=str(job.pk), **_who(request))
+
+
+OPERATIONS = {
+    op.verb: op
+    for op in [
+        Operation("pull", "Pull", _pull),
+        Operation("delete", "Delete checkout", _delete),
+        Operation("cancel", "Cancel active job", _cancel),
+        Operation("retry", "Retry last job", _retry),
+    ]
+}
+
+
+# --- Requesting a clone ---------------------------------------------------------------------
+
+
+def _api_help(field: str) -> str:
+    return CloneRequestSerializer().fields[field].help_text or ""
+
+
+class CloneForm(forms.Form):
+    """Collects what the clone API takes; `CloneRequestSerializer` does the validating."""
+
+    name = forms.CharField(strip=False, help_text=_api_help("name"))
+    git_url = forms.CharField(label="Git URL", strip=False, help_text=_api_help("git_url"))
+    branch = forms.CharField(strip=False, initial="main", help_text=_api_help("branch"))
+    node = forms.ModelChoiceField(
+        queryset=Node.objects.none(), help_text="Only nodes that are enabled and online."
+    )
+    depth = forms.IntegerField(required=False, help_text=_api_help("depth"))
+
+    def __init__(self, *args: Any, nodes: Iterable[Node], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fields["node"].queryset = Node.objects.filter(pk__in=[node.pk for node in nodes])
+
+    def add_refusal(self, field: str | None, message: str) -> None:
+        self.add_error(field if field in self.fields else None, message)
+
+
+def nodes_accepting_work() -> list[Node]:
+    return list(Node.objects.accepting_work())
+
+
+# --- Projects -------------------------------------------------------------------------------
+
+
+@admin.register(Project)
+class ProjectAdmin(ReadOnlyAdmin):
+    list_display = ["name", "status", "node_presence", "owner", "short_commit", "updated_at"]
+    list_filter = ["status", "node"]
+    list_select_related = ["node", "owner"]
+    search_fields = ["name"]
+    actions = ["pull", "delete_checkout", "cancel", "retry"]
+    fieldsets = [
+        (None, {"fields": ["id", "name", "owner", "node_presence", "status", "version"]}),
+        ("Source", {"fields": ["git_url", "branch", "depth"]}),
+        (
+            "Checkout",
+            {"fields": ["target_path", "commit", "checkout_branch", "local_path", "error"]},
+        ),
+        ("Times", {"fields": ["created_at", "updated_at"]}),
+    ]
+    readonly_fields = [
+        "id",
+        "name",
+        "owner",
+        "node_presence",
+        "status",
+        "version",
+        "git_url",
+        "branch",
+        "depth",
+        "target_path",
+        "commit",
+        "checkout_branch",
+        "local_path",
+        "error",
+        "created_at",
+        "updated_at",
+    ]
+    change_list_template = "admin/projects/project/change_list.html"
+    change_form_template = "admin/projects/project/change_form.html"
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    @admin.display(description="node", ordering="node__name")
+    def node_presence(self, project: Project) -> SafeString:
+        node = project.node
+        return format_html(
+            "{} {}", _link("admin:nodes_node_change", node.pk, node), presence_badge(node)
+        )
+
+    @admin.display(description="commit", ordering="commit")
+    def short_commit(self, project: Project) -> str:
+        return project.commit[:12] or "-"
+
+    @admin.display(description="last error")
+    def error(self, project: Project) -> str:
+        return pretty_json(project.last_error)
+
+    # --- Actions: one service call per project, refusals reported --------------------------
+
+    def _operate(self, request: HttpRequest, projects: Iterable[Project], verb: str) -> None:
+        operation = OPERATIONS[verb]
+        for project in projects:
+            try:
+                job = operation.run(project, request)
+            except DomainError as exc:
+                messages.error(
+                    request, f"{operation.label} refused for {project.name}: {exc.message}"
+                )
+            else:
+                messages.info(request, f"{project.name}: {job.kind} job {job.pk} is {job.state}.")
+
+    @admin.action(description="Pull (fetch and fast-forward)", permissions=["operate"])
+    def pull(self, request: HttpRequest, queryset) -> None:
+        self._operate(request, queryset, "pull")
+
+    @admin.action(description="Delete the checkout on its node", permissions=["operate"])
+    def delete_checkout(self, request: HttpRequest, queryset) -> None:
+        self._operate(request, queryset, "delete")
+
+    @admin.action(description="Cancel the active job", permissions=["operate"])
+    def cancel(self, request: HttpRequest, queryset) -> None:
+        self._operate(request, queryset, "cancel")
+
+    @admin.action(description="Retry the latest failed or cancelled job", permissions=["operate"])
+    def retry(self, request: HttpRequest, queryset) -> None:
+        self._operate(request, queryset, "retry")
+
+    # --- Views: the detail page, per-project buttons, the clone form ------------------------
+
+    def get_urls(self):
+        own = [
+            path(
+                "clone/", self.admin_site.admin_view(self.clone_view), name="projects_project_clone"
+            ),
+            path(
+                "<path:object_id>/operate/<str:verb>/",
+                self.admin_site.admin_view(self.operate_view),
+                name="projects_project_operate",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "has_operate_permission": self.has_operate_permission(request),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
+        project = self.get_object(request, object_id)
+        if project is not None:
+            extra_context = {
+                **(extra_context or {}),
+                **self._detail_context(request, project),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _detail_context(self, request: HttpRequest, project: Project) -> dict[str, Any]:
+        events = Event.objects.filter(project_id=project.pk)
+        total = events.count()
+        latest = list(events.order_by("-version")[:TIMELINE_LIMIT])[::-1]
+        can_operate = (
+            self.has_operate_permission(request) and project.status != domain.ProjectStatus.DELETED
+        )
+        return {
+            "jobs": [
+                {
+                    "job": job,
+                    "progress": compact_json(job.progress),
+                    "error": compact_json(job.error),
+                }
+                for job in project.jobs.order_by("seq")
+            ],
+            "timeline": [
+                {"event": event, "data": pretty_json(event.data), "meta": pretty_json(event.meta)}
+                for event in latest
+            ],
+            "timeline_total": total,
+            "timeline_limit": TIMELINE_LIMIT,
+            "events_url": reverse("admin:projects_event_changelist") + f"?project_id={project.pk}",
+            "operations": list(OPERATIONS.values()) if can_operate else [],
+        }
+
+    def operate_view(self, request: HttpRequest, object_id: str, verb: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if verb not in OPERATIONS:
+            raise Http404("No such operation.")
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        project = self.get_object(request, object_id)
+        if project is None:
+            raise Http404("No such project.")
+        self._operate(request, [project], verb)
+        return HttpResponseRedirect(reverse("admin:projects_project_change", args=[project.pk]))
+
+    def clone_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        nodes = nodes_accepting_work()
+        form = CloneForm(request.POST or None, nodes=nodes)
+        if request.method == "POST" and form.is_valid():
+            project = self._request_clone(request, form)
+            if project is not None:
+                messages.info(request, f"{project.name}: clone queued on {project.node}.")
+                return HttpResponseRedirect(
+                    reverse("admin:projects_project_change", args=[project.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Request a clone",
+            "form": form,
+            "nodes": nodes,
+            "online_window": settings.NODE_ONLINE_WINDOW,
+        }
+        return TemplateResponse(request, "admin/projects/project/clone.html", context)
+
+    def _request_clone(self, request: HttpRequest, form: CloneForm) -> Project | None:
+        """Validates as the API does and asks for the clone; refusals become form errors."""
+        data = {**form.cleaned_data, "node": str(form.cleaned_data["node"].pk)}
+        if data["depth"] is None:
+            del data["depth"]
+        serializer = CloneRequestSerializer(data=data)
+        if not serializer.is_valid():
+            for field, errors in serializer.errors.items():
+                for error in errors:
+                    form.add_refusal(field, str(error))
+            return None
+        try:
+            return services.request_clone(
+                owner=request.user,
+                request_id=getattr(request, "request_id", None),
+                **serializer.validated_data,
+            )
+        except DomainError as exc:
+            form.add_refusal(exc.field, exc.message)
+            return None
+
+
+# --- Jobs -----------------------------------------------------------------------------------
+
+
+@admin.register(Job)
+class JobAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "kind",
+        "state",
+        "attempt",
+        "project_link",
+        "node",
+        "lease_expires_at",
+        "progress_summary",
+    ]
+    list_filter = ["state", "kind", "node"]
+    list_select_related = ["project", "node"]
+    search_fields = ["project__name"]
+    fields = [
+        "id",
+        "project_link",
+        "node",
+        "kind",
+        "state",
+        "seq",
+        "attempt",
+        "failures",
+        "max_attempts",
+        "queued_at",
+        "available_at",
+        "leased_at",
+        "lease_expires_at",
+        "progress_pretty",
+        "result_pretty",
+        "error_pretty",
+        "finished_at",
+        "updated_at",
+    ]
+    readonly_fields = fields  # the lease token stays out of sight
+
+    @admin.display(description="project", ordering="project__name")
+    def project_link(self, job: Job) -> SafeString:
+        return _link("admin:projects_project_change", job.project_id, job.project.name)
+
+    @admin.display(description="progress")
+    def progress_summary(self, job: Job) -> str:
+        return compact_json(job.progress)
+
+    @admin.display(description="progress")
+    def progress_pretty(self, job: Job) -> str:
+        return pretty_json(job.progress)
+
+    @admin.display(description="result")
+    def result_pretty(self, job: Job) -> str:
+        return pretty_json(job.result)
+
+    @admin.display(description="error")
+    def error_pretty(self, job: Job) -> str:
+        return pretty_json(job.error)
+
+
+# --- The event log --------------------------------------------------------------------------
+
+
+class EventTypeFilter(admin.SimpleListFilter):
+    """Types from the catalogue, so the filter does not scan the log for distinct values."""
+
+    title = "type"
+    parameter_name = "type"
+
+    def lookups(self, request, model_admin):
+        return [(event_type.value, event_type.value) for event_type in domain.EventType]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(type=self.value()) if self.value() else queryset
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    """The log, for staff to read. No one — superusers included — adds, changes or deletes."""
+
+    list_display = ["position", "type", "project_link", "version", "recorded_at"]
+    list_filter = [EventTypeFilter]
+    search_fields = ["=project_id"]
+    ordering = ["-position"]
+    show_full_result_count = False  # a count(*) of the whole log on every page is not free
+    fields = [
+        "position",
+        "project_link",
+        "version",
+        "type",
+        "recorded_at",
+        "data_pretty",
+        "meta_pretty",
+    ]
+    readonly_fields = fields
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    @admin.display(description="project", ordering="project_id")
+    def project_link(self, event: Event) -> SafeString:
+        return _link("admin:projects_project_change", event.project_id, event.project_id)
+
+    @admin.display(description="data")
+    def data_pretty(self, event: Event) -> str:
+        return pretty_json(event.data)
+
+    @admin.display(description="meta")
+    def meta_pretty(self, event: Event) -> str:
+        return pretty_json(event.meta)

@@ -4,7 +4,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
-from projects.models import Event, Project
+from projects.models import Event, Job, JobState, Project
 
 
 def visible_projects(user: AbstractBaseUser) -> QuerySet[Project]:
@@ -20,3 +20,9 @@ def project_for(user: AbstractBaseUser, project_id) -> Project:
 
 def project_events(project: Project) -> QuerySet[Event]:
     return Event.objects.filter(project_id=project.pk).order_by("version")
+
+
+def active_job(project: Project) -> Job | None:
+    """The job running now or next: the oldest queued or leased one."""
+    open_states = [JobState.QUEUED, JobState.LEASED]
+    return project.jobs.filter(state__in=open_states).order_by("seq").first()

@@ -13,6 +13,7 @@ from rest_framework import serializers
 from nodes.models import Node
 from projects import validation
 from projects.models import Event, Job, Project
+from projects.selectors import active_job
 
 
 class StrictSerializer(serializers.Serializer):
@@ -126,11 +127,6 @@ class JobSerializer(serializers.ModelSerializer):
             "finished_at",
         ]
         read_only_fields = fields
-
-
-def active_job(project: Project) -> Job | None:
-    """The job running now or next: the oldest queued or leased one."""
-    return project.jobs.filter(state__in=["queued", "leased"]).order_by("seq").first()
 
 
 class ProjectSerializer(serializers.ModelSerializer):
