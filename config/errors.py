@@ -5,19 +5,25 @@ Domain exceptions from the service layer are mapped to HTTP statuses here and no
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from config.exceptions import DomainError
+from config.parsers import PayloadTooLarge
 
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "Request body is too large."
-    default_code = "too_large"
+# Refusals that are about the request itself rather than one body field: which part to name.
+_REQUEST_PART_AT_FAULT: tuple[tuple[type[exceptions.APIException], str, str], ...] = (
+    (exceptions.UnsupportedMediaType, "Content-Type", " Send application/json in UTF-8."),
+    (exceptions.ParseError, "body", ""),
+    (PayloadTooLarge, "body", ""),
+    (exceptions.NotAuthenticated, "Authorization", ""),
+    (exceptions.AuthenticationFailed, "Authorization", ""),
+)
 
 
 def error_body(message: str, code: str, fields: dict[str, list[str]] | None = None) -> dict:
@@ -54,7 +60,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
         fields = {exc.field: [exc.message]} if exc.field else None
         return Response(error_body(exc.message, exc.code, fields), status=exc.status)
-    if isinstance(exc, Http404):
+    if isinstance(exc, RequestDataTooBig):
+        # Django's own cap (DATA_UPLOAD_MAX_MEMORY_SIZE) would otherwise answer in HTML.
+        exc = PayloadTooLarge(
+            f"Request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+        )
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
@@ -71,5 +82,24 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         if isinstance(exc, exceptions.APIException):
             codes = exc.get_codes()
             code = codes if isinstance(codes, str) else code
-        response.data = error_body(str(detail), code)
+        fields = None
+        for kind, part, advice in _REQUEST_PART_AT_FAULT:
+            if isinstance(exc, kind):
+                fields = {part: [f"{detail}{advice}"]}
+                break
+        response.data = error_body(str(detail), code, fields)
     return response
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """`handler404`: unknown URLs under /api/ answer in JSON like every other refusal."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("Not found.", "not_found"), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """`handler500`: a crash under /api/ still answers in JSON, and says nothing more."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("Server error.", "server_error"), status=500)
+    return defaults.server_error(request)

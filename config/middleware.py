@@ -8,6 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_CONTENT_LENGTH = re.compile(r"^[0-9]{1,19}\Z")
 
 
 class _Middleware:
@@ -56,17 +57,22 @@ class JsonBodyLimitMiddleware(_Middleware):
     """Refuses declared bodies over `MAX_REQUEST_BODY_BYTES` before anything reads them."""
 
     def before(self, request):
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
+        declared = request.META.get("CONTENT_LENGTH") or "0"
+        if not _CONTENT_LENGTH.match(declared):
+            # int() would also take '-1', ' 5', '+5' and non-ASCII digits; HTTP takes 1*DIGIT.
             return JsonResponse(
                 {
-                    "error": "Content-Length is not a number.",
+                    "error": "Content-Length is not a valid size.",
                     "code": "bad_request",
-                    "fields": {"Content-Length": ["Not a number."]},
+                    "fields": {
+                        "Content-Length": [
+                            "Not a valid size: give the body's length in bytes, in digits."
+                        ]
+                    },
                 },
                 status=400,
             )
+        length = int(declared)
         limit = settings.MAX_REQUEST_BODY_BYTES
         if length > limit:
             return JsonResponse(

@@ -2,13 +2,29 @@
 
 import codecs
 import json
+import re
 from typing import Any
 
 from django.conf import settings
-from rest_framework.exceptions import ParseError, UnsupportedMediaType
+from django.utils.http import parse_header_parameters
+from rest_framework import status
+from rest_framework.exceptions import (
+    APIException,
+    ParseError,
+    UnsupportedMediaType,
+    ValidationError,
+)
 from rest_framework.parsers import JSONParser
 
-from config.errors import PayloadTooLarge
+# Only reachable through `\u` escapes: NUL cannot be stored in PostgreSQL text, and a lone
+# surrogate is not Unicode at all (it cannot be encoded back, in a query or in an error body).
+_UNSAFE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body is too large."
+    default_code = "too_large"
 
 
 def _reject_constant(name: str) -> Any:
@@ -27,6 +43,25 @@ def json_depth(value: Any) -> int:
             deepest = max(deepest, depth)
             stack.extend((child, depth + 1) for child in item)
     return deepest
+
+
+def find_unsafe_string(value: Any) -> str | None:
+    """Where a key or string holds NUL or a lone surrogate, as `field.sub[0]` (`body` at the
+    top, or when the key itself is the culprit, since it cannot be echoed back); else None."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if _UNSAFE_CHARACTER.search(item):
+                return path or "body"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if _UNSAFE_CHARACTER.search(key):
+                    return path or "body"
+                stack.append((child, f"{path}.{key}" if path else key))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{index}]") for index, child in enumerate(item))
+    return None
 
 
 def parse_json_body(raw: bytes, charset: str | None = None) -> Any:
@@ -52,13 +87,16 @@ def parse_json_body(raw: bytes, charset: str | None = None) -> Any:
         raise ParseError(f"Malformed JSON: {exc}") from exc
     if json_depth(data) > settings.MAX_JSON_DEPTH:
         raise ParseError(f"JSON is nested deeper than {settings.MAX_JSON_DEPTH} levels.")
+    where = find_unsafe_string(data) if "\\u" in text else None
+    if where is not None:
+        raise ValidationError(
+            {where: ["May not contain NUL (\\u0000) or a lone surrogate (\\ud800-\\udfff)."]}
+        )
     return data
 
 
 class StrictJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        charset = None
-        if media_type and "charset=" in media_type:
-            charset = media_type.split("charset=", 1)[1].split(";", 1)[0].strip().strip('"')
+        charset = parse_header_parameters(media_type or "")[1].get("charset")
         raw = stream.read(settings.MAX_REQUEST_BODY_BYTES + 1) if stream is not None else b""
         return parse_json_body(raw, charset)

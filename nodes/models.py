@@ -6,7 +6,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
-NODE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+NODE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}\Z"
 
 
 class NodeQuerySet(models.QuerySet):

@@ -15,8 +15,6 @@ from projects.domain import JobKind as _JobKind
 from projects.domain import JobState as _JobState
 from projects.domain import ProjectStatus as _ProjectStatus
 
-PROJECT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
-
 
 class ProjectStatus(models.TextChoices):
     PENDING = _ProjectStatus.PENDING.value, "pending"

@@ -34,7 +34,7 @@ def _accepted(project: Project, job: Job) -> Response:
 
 def _no_body(request: Request) -> None:
     """Actions take no parameters; a body that tries to set something is refused."""
-    if request.data:
+    if request.stream is not None or request.data:
         EmptyRequestSerializer(data=request.data).is_valid(raise_exception=True)
 
 
