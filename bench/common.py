@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:
 
 from tests.servers import ServerProcess, ServerSite  # noqa: E402
 
-__all__ = ["ServerProcess", "ServerSite", "machine", "summary", "header", "make_nodes"]
+__all__ = ["ServerProcess", "ServerSite", "header", "machine", "make_nodes", "summary"]
 
 
 def machine(database_url: str) -> str:

@@ -205,3 +205,19 @@ def test_failed_pull_keeps_the_project_ready_with_the_error(api, ready, session)
     assert status["status"] == "ready"
     assert status["last_error"]["code"] == "not_fast_forward"
     assert_projections_match_log()
+
+
+def test_a_clone_finishing_under_a_queued_delete_leaves_the_project_deleting(
+    api, project, session
+):
+    clone = session.lease().json()
+    assert api.delete(f"/api/v1/projects/{project['id']}").status_code == 202
+
+    session.succeed(clone["job"]["id"], clone["lease"]["token"])
+
+    status = api.get(f"/api/v1/projects/{project['id']}/status").json()
+    assert status["status"] == "deleting"
+    assert status["commit"] == "a" * 40
+    assert api.post(f"/api/v1/projects/{project['id']}/pull").status_code == 409
+    assert session.lease().json()["job"]["kind"] == "delete"
+    assert_projections_match_log()
