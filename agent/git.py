@@ -12,6 +12,8 @@ checkout can lead a process on the node outside the projects root.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -138,8 +140,9 @@ def parse_progress(line: str) -> Progress | None:
     if match["amount"] is not None:
         amount = int(float(match["amount"]) * _UNITS[match["unit"]])
     return Progress(
-        phase=phase, percent=int(match["percent"]), objects=int(match["done"]), bytes=amount
-    )
+        phase=phase[:40], percent=min(int(match["percent"]), 100), objects=int(match["done"]),
+        bytes=amount,
+    )  # fmt: skip
 
 
 class JobControl:
@@ -161,7 +164,7 @@ class JobControl:
         with self._lock:
             if self._cancel_reason is None:
                 self._cancel_reason = reason
-            processes = list(self._processes)
+            processes = [p for p in self._processes if p.returncode is None]
         for process in processes:
             _signal_group(process, signal.SIGKILL)
 
@@ -182,35 +185,73 @@ class JobControl:
             if progress.bytes is not None:
                 self._progress["bytes"] = progress.bytes
 
-    def _attach(self, process: subprocess.Popen[bytes]) -> None:
+    def attach(self, process: subprocess.Popen[bytes]) -> None:
+        """Register a running git, killed at once if the job is (or gets) cancelled."""
         with self._lock:
             self._processes.add(process)
             cancelled = self._cancel_reason is not None
         if cancelled:
             _signal_group(process, signal.SIGKILL)
 
-    def _detach(self, process: subprocess.Popen[bytes]) -> None:
+    def detach(self, process: subprocess.Popen[bytes]) -> None:
         with self._lock:
             self._processes.discard(process)
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def kill_process_group(process: subprocess.Popen[bytes], grace: float = KILL_GRACE_SECONDS) -> None:
     """SIGTERM the whole group, give it `grace` seconds, then SIGKILL whatever is left."""
     _signal_group(process, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
     # Children of git (remote helpers, ssh) may outlive it; the group outlives its leader.
     _signal_group(process, signal.SIGKILL)
     process.wait()
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+_subreaper_lock = threading.Lock()
+_subreaper: bool | None = None
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux), so that killed git helpers are reaped by the agent.
+
+    Without it a helper whose parent was killed becomes a zombie of PID 1, and in a container
+    where the agent itself is PID 1, or where PID 1 does not reap, zombies pile up.
+    """
+    global _subreaper
+    with _subreaper_lock:
+        if _subreaper is None:
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                _subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+            except (OSError, AttributeError):
+                _subreaper = False
+        return _subreaper
+
+
+def reap_process_group(pgid: int, timeout: float = KILL_GRACE_SECONDS) -> bool:
+    """Wait until no process of group `pgid` exists, reaping the ones adopted by this process.
+
+    Returns False if some member is still there after `timeout` (e.g. a zombie of another parent).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
+                pass
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
 
 
 @dataclass(frozen=True)
@@ -248,6 +289,7 @@ class Git:
         timeout = min(self._deadline - time.monotonic(), float(self._config.git_timeout))
         if timeout <= 0:
             raise JobFailure("timeout", "the job's time ran out")
+        become_subreaper()
         process = subprocess.Popen(
             command,
             cwd=cwd or repo or "/",
@@ -258,7 +300,7 @@ class Git:
             start_new_session=True,
             close_fds=True,
         )
-        self._control._attach(process)
+        self._control.attach(process)
         stdout = bytearray()
         stderr_lines: deque[str] = deque(maxlen=_KEPT_STDERR_LINES)
         readers = [
@@ -276,7 +318,9 @@ class Git:
             timed_out = True
             kill_process_group(process)
         finally:
-            self._control._detach(process)
+            self._control.detach(process)
+            if timed_out or self._control.cancel_reason is not None:
+                reap_process_group(process.pid)
             for reader in readers:
                 reader.join(timeout=5)
         self._control.raise_if_cancelled()
@@ -302,7 +346,7 @@ class Git:
         progress = parse_progress(line)
         if progress is not None:
             self._control.report(progress)
-        elif line.strip():
+        elif line.strip() and not line.startswith("Cloning into "):
             lines.append(line)
 
 
@@ -336,6 +380,7 @@ _BRANCH_NOT_FOUND = (
 )
 _REPOSITORY_NOT_FOUND = (
     "repository not found",
+    "' not found",  # fatal: repository 'https://host/x.git/' not found
     "does not appear to be a git repository",
     "repository not exported",
     "no such repository",

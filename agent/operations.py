@@ -102,7 +102,11 @@ def clone(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
 
 
 def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
-    """Fetch the tracked branch and fast-forward; a dirty or diverged checkout is left alone."""
+    """Fetch the tracked branch and fast-forward; a dirty or diverged checkout is left alone.
+
+    `depth` is not passed to the fetch: a shallow checkout fetches just the commits after its
+    HEAD, whereas `--depth` would cut the new tip off from HEAD and every pull would diverge.
+    """
     target = target_path(config.projects_path, job.target_path)
     _check_checkout(git, target)
     head = git.run("symbolic-ref", "--quiet", "HEAD", repo=target, check=False).stdout.strip()
@@ -118,8 +122,6 @@ def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     _check_resolved_host(job, config)
     tracking = f"refs/remotes/origin/{job.branch}"
     fetch = ["fetch", "--progress", "--no-tags", "--no-recurse-submodules", "--no-write-fetch-head"]
-    if job.depth is not None:
-        fetch.append(f"--depth={job.depth}")
     git.run(*fetch, "--", job.git_url, f"+refs/heads/{job.branch}:{tracking}", repo=target)
     ancestor = git.run("merge-base", "--is-ancestor", "HEAD", tracking, repo=target, check=False)
     if ancestor.returncode == 1:

@@ -1,0 +1,408 @@
+"""The agent's loops: heartbeats, long-poll leases, jobs in threads with renewals, and draining.
+
+Threads: the main thread waits for a stop and then drains; one thread sends heartbeats; one
+long-polls for leases while a job slot is free; each job runs in its own thread, with a
+companion thread renewing its lease and carrying its progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from agent import __version__
+from agent.client import (
+    AgentClient,
+    ClientError,
+    InstanceSuperseded,
+    LeasedJob,
+    LeaseLost,
+    ProtocolError,
+    ServerUnavailable,
+)
+from agent.config import AgentConfig
+from agent.errors import JobCancelled, JobFailure
+from agent.git import JobControl
+from agent.logs import log_event, logger
+from agent.operations import perform, sweep_leftovers
+from agent.validation import InvalidJob, parse_job
+
+EXIT_OK = 0
+EXIT_REFUSED = 3
+EXIT_SUPERSEDED = 4
+
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 60.0
+MAX_RETRY_AFTER_SECONDS = 300.0
+RENEW_RETRY_SECONDS = 5.0
+RELEASE_ATTEMPTS = 3
+
+_random = random.SystemRandom()
+
+
+class Backoff:
+    """Capped exponential backoff with jitter: each delay is between half and all of the step."""
+
+    def __init__(self, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS):
+        self._base, self._cap, self._failures = base, cap, 0
+
+    def next_delay(self, retry_after: float | None = None) -> float:
+        step = min(self._cap, self._base * 2**self._failures)
+        self._failures += 1
+        delay = step / 2 + _random.uniform(0, step / 2)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER_SECONDS))
+        return delay
+
+    def reset(self) -> None:
+        self._failures = 0
+
+
+def poll_jitter() -> float:
+    """A short random pause between long polls, so a fleet does not poll in lockstep."""
+    return _random.uniform(0.05, 1.0)
+
+
+@dataclass
+class RunningJob:
+    leased: LeasedJob
+    control: JobControl = field(default_factory=JobControl)
+    thread: threading.Thread | None = None
+    # A run of the same job under an older lease, which must be over before this one starts.
+    previous: RunningJob | None = None
+
+    @property
+    def job_id(self) -> str:
+        return self.leased.job_id
+
+
+class Agent:
+    """One running agent instance: call `run()` from the main thread, `stop()` to drain."""
+
+    def __init__(self, config: AgentConfig, *, client: AgentClient | None = None) -> None:
+        self.config = config
+        self.instance_id = str(uuid.uuid4())
+        self.client = client or AgentClient(
+            config.server_url, config.token, verify=config.tls_verify
+        )
+        self.hostname = socket.gethostname()
+        self._stopping = threading.Event()  # no more leasing; drain
+        self._hurry = threading.Event()  # grace period over: stop jobs now, stop retrying reports
+        self._finished = threading.Event()  # drain is over: stop heartbeats
+        self._exit_code = EXIT_OK
+        self._changed = threading.Condition()
+        self._running: dict[str, RunningJob] = {}
+
+    def stop(self) -> None:
+        """Stop leasing and drain. A second call ends the grace period at once."""
+        if self._stopping.is_set():
+            self._hurry.set()
+        self._stopping.set()
+        with self._changed:
+            self._changed.notify_all()
+
+    def running_job_ids(self) -> list[str]:
+        with self._changed:
+            return list(self._running)
+
+    def run(self) -> int:
+        """Work until stopped; return the process exit code."""
+        swept = sweep_leftovers(self.config.projects_path)
+        log_event(
+            logging.INFO,
+            "agent_started",
+            version=__version__,
+            instance_id=self.instance_id,
+            server=self.config.server_url,
+            projects_path=self.config.projects_path,
+            concurrency=self.config.concurrency,
+            swept=swept,
+        )
+        heartbeats = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        leases = threading.Thread(target=self._lease_loop, name="lease", daemon=True)
+        heartbeats.start()
+        leases.start()
+        while not self._stopping.wait(0.5):
+            pass
+        self._drain(leases)
+        self._finished.set()
+        heartbeats.join(timeout=5)
+        self.client.close()
+        log_event(logging.INFO, "agent_stopped", exit_code=self._exit_code)
+        return self._exit_code
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def _fatal(self, exit_code: int, event: str, **fields: object) -> None:
+        log_event(logging.ERROR, event, **fields)
+        self._exit_code = exit_code
+        self._hurry.set()
+        self.stop()
+
+    def _drain(self, leases: threading.Thread) -> None:
+        grace = 0 if self._hurry.is_set() else self.config.drain_seconds
+        deadline = time.monotonic() + grace
+        log_event(
+            logging.INFO, "agent_draining", running_jobs=self.running_job_ids(), grace_seconds=grace
+        )
+        with self._changed:
+            while self._running and not self._hurry.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(min(left, 0.5))
+            left_running = list(self._running.values())
+        if left_running:
+            # Past the grace period: stop running jobs and give up on reports still retrying.
+            self._hurry.set()
+        reason = "aborted" if self._exit_code != EXIT_OK else "shutdown"
+        for running in left_running:
+            running.control.cancel(reason)
+        for running in left_running:
+            if running.thread is not None:
+                running.thread.join(timeout=30)
+        if not self._hurry.is_set():
+            # A poll still in flight may be handed a job; wait for it so it can be released.
+            leases.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    # -- heartbeats -------------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        while True:
+            self._send_heartbeat()
+            if self._finished.wait(self.config.heartbeat_seconds):
+                return
+
+    def _send_heartbeat(self) -> None:
+        try:
+            disk_free = shutil.disk_usage(self.config.projects_path).free
+        except OSError:
+            disk_free = 0
+        try:
+            self.client.heartbeat(
+                instance_id=self.instance_id,
+                hostname=self.hostname,
+                disk_free_bytes=disk_free,
+                running_jobs=self.running_job_ids(),
+            )
+        except InstanceSuperseded as exc:
+            self._fatal(EXIT_SUPERSEDED, "instance_superseded", detail=exc.message)
+        except (ServerUnavailable, ProtocolError, ClientError) as exc:
+            log_event(logging.WARNING, "heartbeat_failed", error=str(exc))
+
+    # -- leasing ----------------------------------------------------------------------------
+
+    def _free_slots(self) -> int:
+        """Wait until a job slot is free; 0 when the agent is stopping."""
+        with self._changed:
+            while len(self._running) >= self.config.concurrency and not self._stopping.is_set():
+                self._changed.wait(1.0)
+            if self._stopping.is_set():
+                return 0
+            return self.config.concurrency - len(self._running)
+
+    def _lease_loop(self) -> None:
+        backoff = Backoff()
+        request_id: str | None = None
+        while slots := self._free_slots():
+            # One request id per logical request: kept across retries until a definite answer.
+            request_id = request_id or str(uuid.uuid4())
+            try:
+                leased = self.client.lease(
+                    instance_id=self.instance_id,
+                    request_id=request_id,
+                    wait=self.config.lease_wait,
+                    slots=slots,
+                )
+            except ServerUnavailable as exc:
+                delay = backoff.next_delay(exc.retry_after)
+                log_event(logging.WARNING, "lease_retry", error=str(exc), retry_in=round(delay, 1))
+                self._stopping.wait(delay)
+                continue
+            except ProtocolError as exc:
+                request_id = None
+                delay = backoff.next_delay()
+                log_event(
+                    logging.ERROR, "lease_malformed", error=str(exc), retry_in=round(delay, 1)
+                )
+                self._stopping.wait(delay)
+                continue
+            except InstanceSuperseded as exc:
+                self._fatal(EXIT_SUPERSEDED, "instance_superseded", detail=exc.message)
+                return
+            except ClientError as exc:
+                self._fatal(EXIT_REFUSED, "lease_refused", status=exc.status, error=str(exc))
+                return
+            request_id = None
+            backoff.reset()
+            if leased is None:
+                self._stopping.wait(poll_jitter())
+                continue
+            if self._stopping.is_set():
+                self._release(RunningJob(leased))
+                return
+            self._start_job(leased)
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def _start_job(self, leased: LeasedJob) -> None:
+        running = RunningJob(leased)
+        running.thread = threading.Thread(
+            target=self._work, args=(running,), name=f"job-{leased.job_id[:8]}", daemon=True
+        )
+        with self._changed:
+            running.previous = self._running.get(leased.job_id)
+            self._running[leased.job_id] = running
+        if running.previous is not None:
+            # The server leased the job again, so the older lease is gone: stop that run.
+            running.previous.control.cancel("lease_lost")
+        running.thread.start()
+
+    def _work(self, running: RunningJob) -> None:
+        try:
+            if running.previous is not None and running.previous.thread is not None:
+                running.previous.thread.join()
+            running.previous = None
+            self._run_and_report(running)
+        except Exception:
+            logger.exception("job_crashed")
+        finally:
+            with self._changed:
+                if self._running.get(running.job_id) is running:
+                    del self._running[running.job_id]
+                self._changed.notify_all()
+
+    def _run_and_report(self, running: RunningJob) -> None:
+        leased, control = running.leased, running.control
+        fields = {"job_id": leased.job_id, "attempt": leased.lease.attempt}
+        try:
+            job = parse_job(
+                leased.job,
+                allowed_schemes=self.config.git_allowed_schemes,
+                allow_private_hosts=self.config.git_allow_private_hosts,
+            )
+        except InvalidJob as exc:
+            log_event(logging.WARNING, "job_invalid", **fields, field=exc.field, reason=exc.reason)
+            self._report(running, error=JobFailure("invalid_job", str(exc)).as_dict())
+            return
+        fields |= {"kind": job.kind, "target_path": job.target_path}
+        log_event(logging.INFO, "job_started", **fields, project_id=job.project_id)
+        done = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew_loop,
+            args=(running, done),
+            name=f"renew-{job.id[:8]}",
+            daemon=True,
+        )
+        renewer.start()
+        result = error = None
+        try:
+            result = perform(job, self.config, control).as_dict()
+        except JobFailure as failure:
+            error = failure.as_dict()
+        except JobCancelled:
+            pass
+        except Exception as exc:
+            logger.exception("job_crashed")
+            error = JobFailure("internal_error", f"{exc.__class__.__name__}: {exc}").as_dict()
+        finally:
+            done.set()
+            renewer.join()
+        reason = control.cancel_reason
+        if reason == "lease_lost" or (result is None and error is None):
+            log_event(logging.WARNING, "job_stopped", **fields, reason=reason)
+            if reason == "shutdown":
+                self._release(running)
+            return
+        if result is not None:
+            log_event(logging.INFO, "job_finished", **fields, outcome="succeeded", **result)
+        else:
+            log_event(logging.WARNING, "job_finished", **fields, outcome="failed", **(error or {}))
+        self._report(running, result=result, error=error)
+
+    def _renew_loop(self, running: RunningJob, finished: threading.Event) -> None:
+        lease = running.leased.lease
+        interval = float(min(max(lease.renew_every_seconds, 1), 60))
+        delay = interval
+        while not finished.wait(delay):
+            try:
+                self.client.renew(
+                    running.job_id, lease_token=lease.token, progress=running.control.progress()
+                )
+                delay = interval
+            except InstanceSuperseded as exc:
+                running.control.cancel("lease_lost")
+                self._fatal(EXIT_SUPERSEDED, "instance_superseded", detail=exc.message)
+                return
+            except ClientError as exc:
+                # 409 lease_lost, or 404 (not this node's job): either way the job is not ours.
+                log_event(
+                    logging.WARNING, "job_lease_lost", job_id=running.job_id, status=exc.status,
+                    code=exc.code,
+                )  # fmt: skip
+                running.control.cancel("lease_lost")
+                return
+            except (ServerUnavailable, ProtocolError) as exc:
+                delay = min(interval, RENEW_RETRY_SECONDS)
+                log_event(logging.WARNING, "renew_failed", job_id=running.job_id, error=str(exc))
+
+    def _report(
+        self,
+        running: RunningJob,
+        *,
+        result: dict[str, object] | None = None,
+        error: dict[str, object] | None = None,
+    ) -> None:
+        """Send the completion, retrying the same body while the server is unavailable."""
+        backoff = Backoff()
+        token = running.leased.lease.token
+        while True:
+            try:
+                self.client.complete(running.job_id, lease_token=token, result=result, error=error)
+                log_event(logging.INFO, "job_reported", job_id=running.job_id)
+                return
+            except LeaseLost:
+                log_event(
+                    logging.WARNING, "job_report_refused", job_id=running.job_id, code="lease_lost"
+                )
+                return
+            except ClientError as exc:
+                log_event(
+                    logging.ERROR, "job_report_refused", job_id=running.job_id, error=str(exc)
+                )
+                return
+            except (ServerUnavailable, ProtocolError) as exc:
+                delay = backoff.next_delay(getattr(exc, "retry_after", None))
+                log_event(
+                    logging.WARNING, "job_report_retry", job_id=running.job_id, error=str(exc),
+                    retry_in=round(delay, 1),
+                )  # fmt: skip
+                if self._hurry.wait(delay):
+                    log_event(logging.ERROR, "job_report_abandoned", job_id=running.job_id)
+                    return
+
+    def _release(self, running: RunningJob) -> None:
+        """Give a job back to the server (agent shutting down), with a few quick retries."""
+        for attempt in range(RELEASE_ATTEMPTS):
+            try:
+                self.client.release(running.job_id, lease_token=running.leased.lease.token)
+                log_event(logging.INFO, "job_released", job_id=running.job_id)
+                return
+            except ClientError as exc:
+                log_event(
+                    logging.WARNING, "job_release_refused", job_id=running.job_id, error=str(exc)
+                )
+                return
+            except (ServerUnavailable, ProtocolError) as exc:
+                log_event(
+                    logging.WARNING, "job_release_retry", job_id=running.job_id, error=str(exc),
+                    attempt=attempt + 1,
+                )  # fmt: skip
+                time.sleep(1.0)
+        log_event(logging.ERROR, "job_release_abandoned", job_id=running.job_id)

@@ -1,0 +1,301 @@
+"""Real git repositories and real servers for them on 127.0.0.1, for the agent's tests.
+
+- `Upstream`: a bare repository served to the agent, plus a work tree to commit into it.
+- `start_git_daemon(base)`: `git daemon` over the git:// protocol.
+- `start_http_git_server(base)`: `git http-backend` behind a small HTTP server, with paths that
+  redirect (`/redirect/...`), demand a password (`/auth/...`) or never answer (`/hang/...`).
+- `start_silent_server()`: accepts TCP connections and never says a word.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+# Git as the tests run it: no config from the machine, fixed identity.
+TEST_GIT_ENV = {
+    "PATH": os.environ.get("PATH", os.defpath),
+    "HOME": "/nonexistent",
+    "LC_ALL": "C",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+    "GIT_ALLOW_PROTOCOL": "file",
+}
+
+
+def git(*args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = None) -> str:
+    """Run git for the test's own set-up and return its stdout."""
+    completed = subprocess.run(
+        ["git", *map(str, args)],
+        cwd=cwd,
+        env=TEST_GIT_ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise AssertionError(f"git {' '.join(map(str, args))} failed:\n{completed.stderr}")
+    return completed.stdout
+
+
+class Upstream:
+    """A bare repository `<base>/<name>.git` and a work tree that pushes into it."""
+
+    def __init__(self, base: Path, name: str, branch: str = "main") -> None:
+        self.name = f"{name}.git"
+        self.bare = base / self.name
+        self.work = base.parent / f"{name}-work"
+        self.branch = branch
+        self._current = branch
+        git("init", "--quiet", "--bare", f"--initial-branch={branch}", self.bare)
+        git("init", "--quiet", f"--initial-branch={branch}", self.work)
+        git("remote", "add", "origin", self.bare, cwd=self.work)
+
+    def commit(
+        self, files: dict[str, str | bytes], message: str = "change", *, branch: str | None = None
+    ) -> str:
+        """Write `files` (path -> content), commit and push; return the new commit id."""
+        branch = branch or self.branch
+        if branch != self._current:
+            exists = git("branch", "--list", branch, cwd=self.work).strip()
+            git("checkout", "--quiet", *(() if exists else ("-b",)), branch, cwd=self.work)
+            self._current = branch
+        for relative, content in files.items():
+            path = self.work / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content)
+        git("add", "--all", cwd=self.work)
+        git("commit", "--quiet", "--allow-empty", "-m", message, cwd=self.work)
+        git("push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{branch}", cwd=self.work)
+        return self.head(branch)
+
+    def symlink(self, relative: str, points_to: str, message: str = "add a symlink") -> str:
+        path = self.work / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(points_to)
+        return self.commit({}, message)
+
+    def head(self, branch: str | None = None) -> str:
+        return git("rev-parse", f"refs/heads/{branch or self.branch}", cwd=self.bare).strip()
+
+    def rewrite_history(self, files: dict[str, str]) -> str:
+        """Replace the branch with an unrelated commit (a force-push that diverges)."""
+        git("checkout", "--quiet", "--orphan", "rewritten", cwd=self.work)
+        git("rm", "-r", "--quiet", "--cached", ".", cwd=self.work)
+        for relative, content in files.items():
+            (self.work / relative).write_text(content)
+        git("add", *files, cwd=self.work)
+        git("commit", "--quiet", "-m", "rewritten", cwd=self.work)
+        git("push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{self.branch}", cwd=self.work)
+        git("checkout", "--quiet", "-B", self.branch, cwd=self.work)
+        self._current = self.branch
+        return self.head()
+
+    def set_config(self, key: str, value: str) -> None:
+        """Set a key in the served (bare) repository's own config."""
+        git("config", "--file", self.bare / "config", key, value)
+
+
+def git_processes_mentioning(token: str) -> list[int]:
+    """Pids of live processes whose command line contains `token` (a unique URL or path)."""
+    found = subprocess.run(["pgrep", "-f", token], capture_output=True, text=True, check=False)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@dataclass
+class GitDaemon:
+    """A running `git daemon`; `url("x.git")` is how the agent reaches `<base>/x.git`."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/{name}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_git_daemon(base_path: Path) -> GitDaemon:
+    """Serve every repository under `base_path` over git:// on 127.0.0.1 (a free port)."""
+    for _ in range(5):
+        port = free_port()
+        process = subprocess.Popen(
+            [
+                "git", "daemon", "--reuseaddr", f"--base-path={base_path}", "--export-all",
+                "--listen=127.0.0.1", f"--port={port}", "--informative-errors", str(base_path),
+            ],
+            env=TEST_GIT_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            wait_for_port(port, timeout=5)
+        except OSError:
+            process.kill()
+            process.wait()
+            continue
+        return GitDaemon(base_url=f"git://127.0.0.1:{port}", process=process)
+    raise RuntimeError("git daemon did not start")
+
+
+@dataclass
+class HttpGitServer:
+    """`git http-backend` over HTTP. Paths: /git/<repo>, /redirect/<repo>, /auth/<repo>, /hang/<x>."""
+
+    base_url: str
+    server: ThreadingHTTPServer
+    release_hung: threading.Event = field(default_factory=threading.Event)
+
+    def url(self, mode: str, name: str) -> str:
+        return f"{self.base_url}/{mode}/{name}"
+
+    def stop(self) -> None:
+        self.release_hung.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_http_git_server(base_path: Path) -> HttpGitServer:
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._route()
+
+        def do_POST(self) -> None:
+            self._route()
+
+        def _route(self) -> None:
+            path, _, query = self.path.partition("?")
+            mode, _, rest = path.lstrip("/").partition("/")
+            if mode == "hang":
+                release.wait(120)
+                return
+            if mode == "redirect":
+                self.send_response(301)
+                self.send_header("Location", f"/git/{rest}" + (f"?{query}" if query else ""))
+                self.end_headers()
+                return
+            if mode == "auth":
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                self.end_headers()
+                return
+            if mode != "git":
+                self.send_error(404)
+                return
+            self._http_backend("/" + rest, query)
+
+        def _http_backend(self, path_info: str, query: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            env = {
+                **TEST_GIT_ENV,
+                "GIT_PROJECT_ROOT": str(base_path),
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "PATH_INFO": path_info,
+                "QUERY_STRING": query,
+                "REQUEST_METHOD": self.command,
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                "CONTENT_LENGTH": str(length),
+                "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+                "REMOTE_ADDR": "127.0.0.1",
+            }
+            completed = subprocess.run(
+                ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
+            )
+            head, _, payload = completed.stdout.partition(b"\r\n\r\n")
+            status = 200
+            headers = []
+            for line in head.decode("latin-1").split("\r\n"):
+                name, _, value = line.partition(":")
+                if name.lower() == "status":
+                    status = int(value.split()[0])
+                elif name:
+                    headers.append((name, value.strip()))
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    return HttpGitServer(base_url=f"http://{host}:{port}", server=server, release_hung=release)
+
+
+@dataclass
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and never answers; `port` to point git at."""
+
+    port: int
+    sock: socket.socket
+    connections: list[socket.socket] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.sock.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def start_silent_server() -> SilentServer:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    server = SilentServer(port=sock.getsockname()[1], sock=sock)
+
+    def accept_forever() -> None:
+        while True:
+            try:
+                connection, _ = sock.accept()
+            except OSError:
+                return
+            server.connections.append(connection)
+
+    threading.Thread(target=accept_forever, daemon=True).start()
+    return server
