@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -47,7 +46,6 @@ T = TypeVar("T")
 _db_pool = ThreadPoolExecutor(
     max_workers=getattr(settings, "AGENT_DB_THREADS", 4), thread_name_prefix="agent-db"
 )
-_last_sweep = 0.0
 
 
 def _in_db_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -289,7 +287,6 @@ class LeaseView(AgentView):
         node, instance_id = self.node, str(data["instance_id"])
         wait = data.get("wait", settings.LONG_POLL_DEFAULT_WAIT)
         await run_db(_presence, node, instance_id)
-        await _sweep_now_and_then()
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -311,20 +308,6 @@ class LeaseView(AgentView):
                     )
         finally:
             hub.unregister(str(node.pk), woken)
-
-
-async def _sweep_now_and_then() -> None:
-    """Expires lapsed leases and stale queued jobs at most every `SWEEP_SECONDS` per process,
-    so no separate scheduler is needed while any agent polls."""
-    global _last_sweep
-    now = time.monotonic()
-    if now - _last_sweep < settings.SWEEP_SECONDS:
-        return
-    _last_sweep = now
-    try:
-        await run_db(leases.sweep)
-    except Exception:
-        logger.exception("sweep failed")
 
 
 class RenewView(AgentView):

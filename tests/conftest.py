@@ -5,6 +5,7 @@ Everything runs against the real database named by DATABASE_URL (SQLite by defau
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 
@@ -18,6 +19,10 @@ from nodes.models import Node
 from nodes.services import create_node
 from projects import projection
 from projects.models import Event
+
+pytest_plugins = ["tests.e2e_fixtures"]
+
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def bearer_client(token: str) -> APIClient:

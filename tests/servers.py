@@ -7,6 +7,7 @@ that DATABASE_URL names) migrated by `manage.py migrate`; `ServerProcess` runs u
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -101,8 +102,8 @@ class ServerSite:
 class ServerProcess:
     """uvicorn serving `config.asgi` on 127.0.0.1 for one `ServerSite`."""
 
-    def __init__(self, site: ServerSite, **settings: str):
-        self.port = free_port()
+    def __init__(self, site: ServerSite, *, port: int | None = None, **settings: str):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = site.tmp_path / f"server-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -154,3 +155,117 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self._log.close()
+
+
+class AgentProcess:
+    """`python -m agent` against a server, with JSON logs to a file the test can wait on."""
+
+    def __init__(self, server_url: str, token: str, storage: Path, **settings: str):
+        self.storage = storage
+        self.projects = storage / "projects"
+        self.log_path = storage.parent / f"agent-{uuid.uuid4().hex[:8]}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "HOME": os.environ.get("HOME", "/root"),
+            "AGENT_SERVER_URL": server_url,
+            "AGENT_TOKEN": token,
+            "AGENT_STORAGE_PATH": str(storage),
+            "AGENT_GIT_ALLOWED_SCHEMES": "git,http",
+            "AGENT_GIT_ALLOW_PRIVATE_HOSTS": "true",
+            "AGENT_LEASE_WAIT": "2",
+            "AGENT_HEARTBEAT_SECONDS": "1",
+            "AGENT_DRAIN_SECONDS": "5",
+            "AGENT_LOG_FORMAT": "json",
+            **settings,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_for("agent_started")
+
+    def events(self) -> list[dict]:
+        events = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+        return events
+
+    def wait_for(self, event: str, timeout: float = 30, **fields: object) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in self.events():
+                if entry.get("event") == event and all(
+                    entry.get(k) == v for k, v in fields.items()
+                ):
+                    return entry
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"agent never logged {event} {fields}:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no release, as a crash or an OOM kill would."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if not self._log.closed:
+            self._log.close()
+        return self.process.returncode
+
+
+class UserClient:
+    """A person using the API with a token, over HTTP."""
+
+    def __init__(self, server_url: str, token: str):
+        self.url = server_url
+        self.http = httpx.Client(
+            base_url=server_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+
+    def clone(
+        self, name: str, git_url: str, branch: str = "main", node: str = "node-1", **extra: object
+    ) -> dict:
+        body = {"name": name, "git_url": git_url, "branch": branch, "node": node, **extra}
+        response = self.http.post("/api/v1/projects/clone", json=body)
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    def status(self, project_id: str) -> dict:
+        response = self.http.get(f"/api/v1/projects/{project_id}/status")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def events(self, project_id: str) -> list[dict]:
+        response = self.http.get(f"/api/v1/projects/{project_id}/events", params={"limit": 1000})
+        assert response.status_code == 200, response.text
+        return response.json()["results"]
+
+    def wait_until(self, project_id: str, predicate, timeout: float = 60, what: str = "") -> dict:
+        """Polls the status (bounded) until `predicate(status)` holds."""
+        deadline = time.monotonic() + timeout
+        status = self.status(project_id)
+        while time.monotonic() < deadline:
+            if predicate(status):
+                return status
+            time.sleep(0.1)
+            status = self.status(project_id)
+        raise AssertionError(f"timed out waiting for {what or predicate}: last status {status}")
