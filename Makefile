@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint openapi openapi-check deploy-check clean
+.PHONY: run demo test lint openapi openapi-check deploy-check clean
 
 $(STAMP): requirements/server.txt requirements/agent.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(STAMP): requirements/server.txt requirements/agent.txt requirements/dev.txt py
 
 run: $(STAMP)
 	./platform/local/run.sh
+
+demo: $(STAMP)
+	GITFLEET_DEMO=1 ./platform/local/run.sh
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -3,6 +3,8 @@
 # token, the ASGI server, and a local agent whose storage is ./data/node. Ctrl-C stops it all.
 # Run it through `make run`, which creates the virtualenv first. Running it again reuses what
 # exists. With DATABASE_URL set it uses that database (e.g. PostgreSQL) instead of SQLite.
+# With GITFLEET_DEMO=1 (`make demo`) it also serves a small git repository on 127.0.0.1 and
+# asks for a clone of it, so the project reaches `ready` without any network access.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -14,6 +16,13 @@ URL="http://$HOST:$PORT"
 PY="${PY:-.venv/bin/python}"
 SECRETS="$GITFLEET_DATA_DIR/secrets"
 mkdir -p "$GITFLEET_DATA_DIR"
+DEMO="${GITFLEET_DEMO:-0}"
+DEMO_GIT_PORT="${GITFLEET_DEMO_GIT_PORT:-9418}"
+if [ "$DEMO" = "1" ]; then
+    # The demo repository is served from 127.0.0.1 over git://, which only the demo allows.
+    export GIT_ALLOW_PRIVATE_HOSTS=true GIT_ALLOWED_SCHEMES="https,ssh,git"
+    export AGENT_GIT_ALLOW_PRIVATE_HOSTS=true AGENT_GIT_ALLOWED_SCHEMES="https,ssh,git"
+fi
 
 "$PY" manage.py migrate --no-input -v 0
 "$PY" manage.py bootstrap_local --secrets-dir "$SECRETS"
@@ -26,6 +35,13 @@ stop() {
     wait || true
 }
 trap stop INT TERM EXIT
+
+if [ "$DEMO" = "1" ]; then
+    "$PY" platform/local/demo.py prepare "$GITFLEET_DATA_DIR/demo"
+    git daemon --reuseaddr --export-all --listen=127.0.0.1 --port="$DEMO_GIT_PORT" \
+        --base-path="$GITFLEET_DATA_DIR/demo/served" "$GITFLEET_DATA_DIR/demo/served" &
+    pids+=($!)
+fi
 
 "$PY" -m uvicorn config.asgi:application --host "$HOST" --port "$PORT" \
     --timeout-graceful-shutdown 5 --no-access-log --lifespan off &
@@ -57,5 +73,10 @@ Gitfleet is running.
   API token       .venv/bin/python manage.py create_token admin
 Press Ctrl-C to stop.
 INFO
+
+if [ "$DEMO" = "1" ]; then
+    token=$("$PY" manage.py create_token "${GITFLEET_ADMIN_USER:-admin}" --name demo 2>/dev/null | tail -n 1)
+    "$PY" platform/local/demo.py request "$URL" "$token" "git://127.0.0.1:$DEMO_GIT_PORT/hello.git"
+fi
 
 wait -n "${pids[@]}"
