@@ -6,6 +6,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from accounts.models import HashedToken
+
 NODE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}\Z"
 
 
@@ -74,22 +76,13 @@ class Node(models.Model):
         return timezone.now() - self.duplicate_instance_at <= window
 
 
-class AgentToken(models.Model):
-    """A node's agent token. Only its hash is stored; a node may hold several while rotating."""
+class AgentToken(HashedToken):
+    """A node's agent token; a node may hold several while rotating."""
 
     node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="tokens")
-    key_id = models.CharField(max_length=12, unique=True, editable=False)
-    digest = models.CharField(max_length=64, editable=False)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(HashedToken.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"gfa_{self.key_id}…"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None

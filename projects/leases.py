@@ -149,6 +149,20 @@ def lease(*, node: Node, request_id: str, instance_id: str) -> Grant | None:
     return None
 
 
+def _apply(project_id, job_id, command: domain.Command, meta: dict[str, Any]) -> None:
+    """Runs one command about one job through the decider, waking waiters if it frees work."""
+    execute(project_id, command, meta=meta, job_ids=[str(job_id)], after=announce_if_leasable)
+
+
+def _apply_if_still_due(project_id, job_id, command: domain.Command, meta: dict[str, Any]) -> bool:
+    """Like `_apply`, for sweeps: False when the job moved on meanwhile (renewed, finished)."""
+    try:
+        _apply(project_id, job_id, command, meta)
+    except DomainError:
+        return False
+    return True
+
+
 def renew(
     *, node: Node, job_id: uuid.UUID | str, lease_token: str, progress: dict | None
 ) -> datetime:
@@ -182,26 +196,14 @@ def complete(
         error=error,
         retry_backoff_seconds=settings.RETRY_BACKOFF_SECONDS,
     )
-    execute(
-        job.project_id,
-        command,
-        meta=_agent_meta(node),
-        job_ids=[str(job.pk)],
-        after=announce_if_leasable,
-    )
+    _apply(job.project_id, job.pk, command, _agent_meta(node))
     return Job.objects.get(pk=job.pk)
 
 
 def release(*, node: Node, job_id: uuid.UUID | str, lease_token: str, reason: str) -> Job:
     job = _node_job(node, job_id)
     command = domain.ReleaseLease(job_id=str(job.pk), reason=reason, lease_token=lease_token)
-    execute(
-        job.project_id,
-        command,
-        meta=_agent_meta(node),
-        job_ids=[str(job.pk)],
-        after=announce_if_leasable,
-    )
+    _apply(job.project_id, job.pk, command, _agent_meta(node))
     return Job.objects.get(pk=job.pk)
 
 
@@ -210,24 +212,16 @@ def release_other_instances(*, node: Node, instance_id: str) -> int:
     stale = Job.objects.filter(node=node, state=JobState.LEASED).exclude(
         lease_instance_id=instance_id
     )
-    released = 0
-    for job in stale:
-        command = domain.ReleaseLease(job_id=str(job.pk), reason="agent_restarted")
-        try:
-            execute(
-                job.project_id,
-                command,
-                meta=_agent_meta(node, instance_id=instance_id),
-                job_ids=[str(job.pk)],
-                after=announce_if_leasable,
-            )
-            released += 1
-        except DomainError:
-            continue  # already finished or released by someone else
-    return released
+    meta = _agent_meta(node, instance_id=instance_id)
+    return sum(
+        _apply_if_still_due(
+            job.project_id, job.pk, domain.ReleaseLease(str(job.pk), "agent_restarted"), meta
+        )
+        for job in stale
+    )
 
 
-# --- Sweeps: no scheduler process is needed; lease calls and the server's timer run them -----
+# --- Sweeps: the server's sweeper thread runs them; lease calls expire their own node's -------
 
 
 def expire_leases(*, node: Node | None = None, limit: int = 100) -> int:
@@ -236,55 +230,36 @@ def expire_leases(*, node: Node | None = None, limit: int = 100) -> int:
     expired = Job.objects.filter(state=JobState.LEASED, lease_expires_at__lt=now)
     if node is not None:
         expired = expired.filter(node=node)
-    count = 0
-    for job_id, project_id in expired.values_list("id", "project_id")[:limit]:
-        command = domain.ExpireLease(job_id=str(job_id), now=now)
-        try:
-            execute(
-                project_id,
-                command,
-                meta={"system": "lease_expiry"},
-                job_ids=[str(job_id)],
-                after=announce_if_leasable,
-            )
-            count += 1
-        except DomainError:
-            continue  # renewed or completed meanwhile
-    return count
+    meta = {"system": "lease_expiry"}
+    return sum(
+        _apply_if_still_due(project_id, job_id, domain.ExpireLease(str(job_id), now), meta)
+        for job_id, project_id in expired.values_list("id", "project_id")[:limit]
+    )
 
 
 def expire_queued(*, limit: int = 100) -> int:
     """Fails jobs that waited longer than `QUEUED_JOB_TTL` for a node that is offline or off."""
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.QUEUED_JOB_TTL)
-    online_since = now - timedelta(seconds=settings.NODE_ONLINE_WINDOW)
     waiting = (
         Job.objects.filter(state=JobState.QUEUED, queued_at__lt=cutoff)
+        .exclude(node__in=Node.objects.accepting_work())
         .select_related("node")
         .order_by("queued_at")
     )
     count = 0
     for job in waiting[:limit]:
-        node = job.node
-        if node.enabled and node.last_seen_at and node.last_seen_at >= online_since:
-            continue
-        why = "disabled" if not node.enabled else "offline"
-        command = domain.ExpireQueuedJob(
-            job_id=str(job.pk),
-            reason=f"Node {node.name} stayed {why}; the job waited more than "
-            f"{settings.QUEUED_JOB_TTL} s.",
+        why = "disabled" if not job.node.enabled else "offline"
+        reason = (
+            f"Node {job.node.name} stayed {why}; the job waited more than "
+            f"{settings.QUEUED_JOB_TTL} s."
         )
-        try:
-            execute(
-                job.project_id,
-                command,
-                meta={"system": "queue_expiry"},
-                job_ids=[str(job.pk)],
-                after=announce_if_leasable,
-            )
-            count += 1
-        except DomainError:
-            continue
+        count += _apply_if_still_due(
+            job.project_id,
+            job.pk,
+            domain.ExpireQueuedJob(str(job.pk), reason),
+            {"system": "queue_expiry"},
+        )
     return count
 
 

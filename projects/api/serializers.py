@@ -129,10 +129,22 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema_field(JobSerializer(allow_null=True))
+class ActiveJobField(serializers.Field):
+    """The job running now or next for the project, if any."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, project: Project):
+        job = active_job(project)
+        return JobSerializer(job).data if job else None
+
+
 class ProjectSerializer(serializers.ModelSerializer):
     owner = serializers.IntegerField(source="owner_id", read_only=True)
     node = NodeSummarySerializer(read_only=True)
-    active_job = serializers.SerializerMethodField()
+    active_job = ActiveJobField()
 
     class Meta:
         model = Project
@@ -157,16 +169,11 @@ class ProjectSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    @extend_schema_field(JobSerializer(allow_null=True))
-    def get_active_job(self, project: Project):
-        job = active_job(project)
-        return JobSerializer(job).data if job else None
-
 
 class ProjectStatusSerializer(serializers.ModelSerializer):
     node = NodeSummarySerializer(read_only=True)
     branch = serializers.CharField(source="checkout_branch", read_only=True)
-    active_job = serializers.SerializerMethodField()
+    active_job = ActiveJobField()
 
     class Meta:
         model = Project
@@ -183,11 +190,6 @@ class ProjectStatusSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
-
-    @extend_schema_field(JobSerializer(allow_null=True))
-    def get_active_job(self, project: Project):
-        job = active_job(project)
-        return JobSerializer(job).data if job else None
 
 
 class AcceptedJobSerializer(serializers.Serializer):

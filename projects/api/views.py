@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAdminUser
@@ -142,40 +142,46 @@ class PullView(APIView):
         return _accepted(project, job)
 
 
-class CancelJobView(APIView):
-    @extend_schema(
+class _JobActionView(APIView):
+    # An action on one job of a project; subclasses name the service that performs it.
+    service = staticmethod(services.cancel_job)
+
+    def post(self, request: Request, project_id, job_id) -> Response:
+        _no_body(request)
+        project = selectors.project_for(request.user, project_id)
+        job = self.service(
+            project=project,
+            job_id=job_id,
+            actor=request.user,
+            request_id=request._request.request_id,
+        )
+        return _accepted(project, job)
+
+
+@extend_schema_view(
+    post=extend_schema(
         request=EmptyRequestSerializer,
         responses={202: AcceptedJobSerializer, **errors(404, 409)},
         summary="Cancel a queued or running job",
     )
-    def post(self, request: Request, project_id, job_id) -> Response:
-        _no_body(request)
-        project = selectors.project_for(request.user, project_id)
-        job = services.cancel_job(
-            project=project,
-            job_id=job_id,
-            actor=request.user,
-            request_id=request._request.request_id,
-        )
-        return _accepted(project, job)
+)
+class CancelJobView(_JobActionView):
+    """Cancels a queued job, or stops a running one at its agent's next lease renewal."""
+
+    service = staticmethod(services.cancel_job)
 
 
-class RetryJobView(APIView):
-    @extend_schema(
+@extend_schema_view(
+    post=extend_schema(
         request=EmptyRequestSerializer,
         responses={202: AcceptedJobSerializer, **errors(404, 409)},
         summary="Queue a new job like a failed or cancelled one",
     )
-    def post(self, request: Request, project_id, job_id) -> Response:
-        _no_body(request)
-        project = selectors.project_for(request.user, project_id)
-        job = services.retry_job(
-            project=project,
-            job_id=job_id,
-            actor=request.user,
-            request_id=request._request.request_id,
-        )
-        return _accepted(project, job)
+)
+class RetryJobView(_JobActionView):
+    """Queues a new job of the same kind as a failed or cancelled one."""
+
+    service = staticmethod(services.retry_job)
 
 
 @extend_schema(
