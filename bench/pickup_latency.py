@@ -30,8 +30,7 @@ DEADLINE_SECONDS = 600
 class Fleet:
     """Idle agents, one per node, each either long-polling or short-polling."""
 
-    def __init__(self, url: str, nodes: list[tuple[str, str]], *, long_poll: bool,
-                 interval: float):
+    def __init__(self, url: str, nodes: list[tuple[str, str]], *, long_poll: bool, interval: float):
         self.url, self.nodes = url, nodes
         self.long_poll, self.interval = long_poll, interval
         self.received: dict[str, float] = {}  # project id -> when its lease response arrived
@@ -43,29 +42,54 @@ class Fleet:
         if not self.long_poll:
             await asyncio.sleep(random.uniform(0, self.interval))
         while not self.stopping:
-            body = {"instance_id": instance, "request_id": uuid.uuid4().hex,
-                    "wait": 5 if self.long_poll else 0}
-            response = await client.post(f"{self.url}/api/v1/agent/lease", json=body,
-                                         headers=headers, timeout=30)
+            body = {
+                "instance_id": instance,
+                "request_id": uuid.uuid4().hex,
+                "wait": 5 if self.long_poll else 0,
+            }
+            response = await client.post(
+                f"{self.url}/api/v1/agent/lease", json=body, headers=headers, timeout=30
+            )
             if response.status_code == 200:
                 now = time.perf_counter()
                 grant = response.json()
                 self.received[grant["job"]["project_id"]] = now
-                done = {"lease_token": grant["lease"]["token"], "outcome": "succeeded",
-                        "result": {"commit": "0" * 40, "branch": "main", "local_path": "/x",
-                                   "duration_ms": 0, "size_bytes": 0}}
-                await client.post(f"{self.url}/api/v1/agent/jobs/{grant['job']['id']}/complete",
-                                  json=done, headers=headers, timeout=30)
+                done = {
+                    "lease_token": grant["lease"]["token"],
+                    "outcome": "succeeded",
+                    "result": {
+                        "commit": "0" * 40,
+                        "branch": "main",
+                        "local_path": "/x",
+                        "duration_ms": 0,
+                        "size_bytes": 0,
+                    },
+                }
+                await client.post(
+                    f"{self.url}/api/v1/agent/jobs/{grant['job']['id']}/complete",
+                    json=done,
+                    headers=headers,
+                    timeout=30,
+                )
             elif response.status_code != 204:
                 raise RuntimeError(f"lease answered {response.status_code}: {response.text}")
             if not self.long_poll:
                 await asyncio.sleep(self.interval)
 
 
-async def measure(url: str, user_token: str, nodes: list[tuple[str, str]], *, long_poll: bool,
-                  samples: int, interval: float) -> list[float]:
+async def measure(
+    url: str,
+    user_token: str,
+    nodes: list[tuple[str, str]],
+    *,
+    long_poll: bool,
+    samples: int,
+    interval: float,
+) -> list[float]:
     fleet = Fleet(url, nodes, long_poll=long_poll, interval=interval)
-    limits = httpx.Limits(max_connections=len(nodes) + 10, max_keepalive_connections=len(nodes) + 10)
+    limits = httpx.Limits(
+        max_connections=len(nodes) + 10, max_keepalive_connections=len(nodes) + 10
+    )
     async with httpx.AsyncClient(limits=limits) as client:
         agents = [asyncio.create_task(fleet.agent(client, token)) for _, token in nodes]
         await asyncio.sleep(1.5)  # every agent is now waiting (or between polls)
@@ -75,11 +99,19 @@ async def measure(url: str, user_token: str, nodes: list[tuple[str, str]], *, lo
             if time.monotonic() > deadline:
                 break
             node_name = nodes[index % len(nodes)][0]
-            body = {"name": f"s{index}-{uuid.uuid4().hex[:6]}", "git_url": "https://git.example.com/r.git",
-                    "branch": "main", "node": node_name}
+            body = {
+                "name": f"s{index}-{uuid.uuid4().hex[:6]}",
+                "git_url": "https://git.example.com/r.git",
+                "branch": "main",
+                "node": node_name,
+            }
             sent = time.perf_counter()
-            response = await client.post(f"{url}/api/v1/projects/clone", json=body, timeout=30,
-                                         headers={"Authorization": f"Bearer {user_token}"})
+            response = await client.post(
+                f"{url}/api/v1/projects/clone",
+                json=body,
+                timeout=30,
+                headers={"Authorization": f"Bearer {user_token}"},
+            )
             if response.status_code != 202:
                 raise RuntimeError(f"clone answered {response.status_code}: {response.text}")
             project_id = response.json()["project"]["id"]
@@ -106,12 +138,31 @@ def run(agent_counts: list[int], samples: int, baseline_samples: int, interval: 
             all_nodes = make_nodes(site, max(agent_counts))
             for count in agent_counts:
                 nodes = all_nodes[:count]
-                long_poll = asyncio.run(measure(server.url, user_token, nodes, long_poll=True,
-                                                samples=samples, interval=interval))
-                baseline = asyncio.run(measure(server.url, user_token, nodes, long_poll=False,
-                                               samples=baseline_samples, interval=interval))
-                row = {"agents": count, "long_poll": summary(long_poll),
-                       f"poll_every_{interval:g}s": summary(baseline)}
+                long_poll = asyncio.run(
+                    measure(
+                        server.url,
+                        user_token,
+                        nodes,
+                        long_poll=True,
+                        samples=samples,
+                        interval=interval,
+                    )
+                )
+                baseline = asyncio.run(
+                    measure(
+                        server.url,
+                        user_token,
+                        nodes,
+                        long_poll=False,
+                        samples=baseline_samples,
+                        interval=interval,
+                    )
+                )
+                row = {
+                    "agents": count,
+                    "long_poll": summary(long_poll),
+                    f"poll_every_{interval:g}s": summary(baseline),
+                }
                 row["ratio_median"] = round(
                     row[f"poll_every_{interval:g}s"]["median_ms"] / row["long_poll"]["median_ms"], 1
                 )

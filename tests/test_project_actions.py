@@ -207,9 +207,7 @@ def test_failed_pull_keeps_the_project_ready_with_the_error(api, ready, session)
     assert_projections_match_log()
 
 
-def test_a_clone_finishing_under_a_queued_delete_leaves_the_project_deleting(
-    api, project, session
-):
+def test_a_clone_finishing_under_a_queued_delete_leaves_the_project_deleting(api, project, session):
     clone = session.lease().json()
     assert api.delete(f"/api/v1/projects/{project['id']}").status_code == 202
 

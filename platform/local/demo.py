@@ -63,13 +63,19 @@ def call(method: str, url: str, token: str, body: dict | None = None) -> tuple[i
 
 def request_clone(server: str, token: str, git_url: str) -> None:
     status, body = call("GET", f"{server}/api/v1/projects/?limit=100", token)
-    existing = [p for p in body.get("results", []) if p["name"] == "hello" and p["status"] != "deleted"]
+    existing = [
+        p for p in body.get("results", []) if p["name"] == "hello" and p["status"] != "deleted"
+    ]
     if existing:
         project = existing[0]
         print(f"Demo project 'hello' exists ({project['status']}).")
     else:
-        status, body = call("POST", f"{server}/api/v1/projects/clone", token,
-                            {"name": "hello", "git_url": git_url, "branch": "main", "node": "local"})
+        status, body = call(
+            "POST",
+            f"{server}/api/v1/projects/clone",
+            token,
+            {"name": "hello", "git_url": git_url, "branch": "main", "node": "local"},
+        )
         if status != 202:
             print(f"The demo clone was refused ({status}): {body}", file=sys.stderr)
             return
