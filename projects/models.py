@@ -91,7 +91,7 @@ class Project(models.Model):
         indexes = [models.Index(fields=["status"]), models.Index(fields=["node", "status"])]
 
     def __str__(self) -> str:
-        return f"{self.target_path} on {self.node_id}"
+        return f"{self.name} on {self.node}"
 
 
 class Job(models.Model):

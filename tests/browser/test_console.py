@@ -1,0 +1,149 @@
+"""The console in a real browser: Debian's Chromium driven by Playwright against a real server,
+a real agent and a git repository served on 127.0.0.1.
+
+Screenshots of the key pages go to `artifacts/screenshots/` (not committed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = os.environ.get("GITFLEET_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+ADMIN_PASSWORD = "browser-test-password"
+
+if not shutil.which(CHROMIUM):
+    if os.environ.get("CI"):
+        raise RuntimeError(f"CI runs the browser tests: install Chromium at {CHROMIUM}")
+    pytest.skip(
+        f"Chromium not found at {CHROMIUM} (apt-get install chromium)", allow_module_level=True
+    )
+
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture
+def browser_page(tmp_path):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(20_000)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def log_in(page: Page, url: str) -> None:
+    page.goto(f"{url}/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", ADMIN_PASSWORD)
+    page.click("input[type=submit]")
+    expect(page.locator("#site-name")).to_contain_text("Gitfleet")
+
+
+def test_console_from_login_to_a_ready_project(fleet, make_upstream, git_daemon, browser_page):
+    page, url = browser_page, fleet.server.url
+    fleet.site.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model; "
+        f"get_user_model().objects.create_superuser('admin', '', {ADMIN_PASSWORD!r})",
+    )
+    fleet.site.create_node("sleepy")  # registered, never started: offline
+    upstream = make_upstream("console-demo")
+    head = upstream.commit({"README.md": "from the browser\n"})
+    fleet.start_agent()
+
+    log_in(page, url)
+    shot(page, "01-admin-index")
+
+    page.goto(f"{url}/admin/nodes/node/")
+    row = page.locator("tr", has_text="node-1")
+    expect(row).to_contain_text("online", timeout=15_000)
+    expect(page.locator("tr", has_text="sleepy")).to_contain_text("offline")
+    shot(page, "02-nodes")
+
+    page.goto(f"{url}/admin/projects/project/clone/")
+    options = page.locator("#id_node option").all_inner_texts()
+    assert any("node-1" in option for option in options)
+    assert not any("sleepy" in option for option in options), "an offline node offered"
+    page.fill("#id_name", "console-demo")
+    page.fill("#id_git_url", git_daemon.url("console-demo.git"))
+    page.fill("#id_branch", "main")
+    page.select_option("#id_node", label=next(o for o in options if "node-1" in o))
+    shot(page, "03-clone-form")
+    page.click("input[type=submit][value='Request clone']")
+
+    expect(page).to_have_url(re.compile(r"/admin/projects/project/[0-9a-f-]+/change/"))
+    for _ in range(60):  # bounded: about 30 s
+        if "ready" in page.locator("#content").inner_text():
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    content = page.locator("#content").inner_text()
+    assert "ready" in content
+    assert head[:12] in content
+    for event_type in ("ProjectCreated", "JobQueued", "JobLeased", "JobSucceeded"):
+        assert event_type in content, f"{event_type} missing from the timeline"
+    shot(page, "04-project-ready-with-timeline")
+
+
+def test_no_node_online_means_no_clone_action(fleet, browser_page):
+    page, url = browser_page, fleet.server.url
+    fleet.site.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model; "
+        f"get_user_model().objects.create_superuser('admin', '', {ADMIN_PASSWORD!r})",
+    )
+    log_in(page, url)
+
+    page.goto(f"{url}/admin/projects/project/clone/")
+
+    expect(page.locator("#no-node-accepts-work")).to_be_visible()
+    assert page.locator("input[type=submit][value='Request clone']").count() == 0
+    shot(page, "05-clone-without-online-nodes")
+
+
+def test_browsable_api_and_swagger_render(fleet, browser_page):
+    page, url = browser_page, fleet.server.url
+    fleet.site.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model; "
+        f"get_user_model().objects.create_superuser('admin', '', {ADMIN_PASSWORD!r})",
+    )
+    log_in(page, url)
+
+    page.goto(f"{url}/api/v1/projects/")
+    expect(page.locator("body")).to_contain_text("Project List")
+    shot(page, "06-browsable-api")
+
+    page.goto(f"{url}/api/docs/")
+    expect(page.locator(".swagger-ui")).to_contain_text("/api/v1/projects/clone", timeout=20_000)
+    expect(page.locator(".swagger-ui")).to_contain_text("/api/v1/agent/lease")
+    shot(page, "07-swagger")
