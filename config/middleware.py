@@ -1,11 +1,16 @@
 """Request-wide middleware: a request id on every request, and a body-size limit answered in JSON."""
 
+import asyncio
+import logging
 import re
+import time
 import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.encoding import escape_uri_path
+from django.utils.functional import SimpleLazyObject, empty
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _CONTENT_LENGTH = re.compile(r"^[0-9]{1,19}\Z")
@@ -84,3 +89,74 @@ class JsonBodyLimitMiddleware(_Middleware):
                 status=413,
             )
         return None
+
+
+request_logger = logging.getLogger("gitfleet.request")
+
+# nginx's code for "the client closed the connection before the answer": a long poll given up.
+CLIENT_CLOSED_REQUEST = 499
+
+
+class RequestLogMiddleware(_Middleware):
+    """One `gitfleet.request` line per request, when it ends (a long poll when it answers or is
+    given up): method, path, status, duration, request id, and the person or node.
+
+    Headers, query strings and bodies are never logged."""
+
+    def __call__(self, request: HttpRequest):
+        started = time.perf_counter()
+        if iscoroutinefunction(self):
+            return self._alog(request, started)
+        response = self.get_response(request)
+        _log_request(request, response.status_code, started)
+        return response
+
+    async def _alog(self, request: HttpRequest, started: float):
+        try:
+            response = await self.get_response(request)
+        except asyncio.CancelledError:
+            _log_request(request, CLIENT_CLOSED_REQUEST, started)
+            raise
+        _log_request(request, response.status_code, started)
+        return response
+
+
+def _log_request(request: HttpRequest, status: int, started: float) -> None:
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    user, node = _who(request)
+    fields = {
+        "method": request.method,
+        # Re-quoted, so a decoded newline or space in the path cannot forge a log line.
+        "path": escape_uri_path(request.path)[:2048],
+        "status": status,
+        "duration_ms": duration_ms,
+        "request_id": getattr(request, "request_id", None),
+        "user": user,
+        "node": node,
+    }
+    who = f"node={node}" if node else f"user={user}" if user else "anonymous"
+    request_logger.info(
+        "%s %s %s %sms request_id=%s %s",
+        fields["method"],
+        fields["path"],
+        status,
+        duration_ms,
+        fields["request_id"] or "-",
+        who,
+        extra=fields,
+    )
+
+
+def _who(request: HttpRequest) -> tuple[str | None, str | None]:
+    """(username, node name) of whoever made the request, as far as it is already known.
+
+    A session user nobody looked at is left alone: resolving it would query the database."""
+    user = getattr(request, "user", None)
+    if user is None or (isinstance(user, SimpleLazyObject) and user._wrapped is empty):
+        return None, None
+    if not getattr(user, "is_authenticated", False):
+        return None, None
+    node = getattr(user, "node", None)  # an agent's identity carries its node
+    if node is not None:
+        return None, node.name
+    return user.get_username(), None

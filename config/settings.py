@@ -6,6 +6,7 @@ Every variable read here is listed, with its default, in the README's configurat
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -38,6 +39,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so its one line per request covers every answer, redirects and refusals included.
+    "config.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.RequestIdMiddleware",
     "config.middleware.JsonBodyLimitMiddleware",
@@ -187,10 +190,30 @@ GIT_JOB_TIMEOUT = env.int("GIT_JOB_TIMEOUT", default=3600)
 SWEEP_SECONDS = env.int("SWEEP_SECONDS", default=15)
 AGENT_DB_THREADS = env.int("AGENT_DB_THREADS", default=4)
 
+# --- Metrics --------------------------------------------------------------------------------
+# `/metrics` answers only `Authorization: Bearer <METRICS_TOKEN>`; empty means metrics are off.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Prometheus scrapes each process directly, not through the TLS proxy in front.
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$"]
+
+# --- Logging --------------------------------------------------------------------------------
+# One line per record on stderr: `text` for people, `json` (one object per line) for collectors.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'text' or 'json', not {LOG_FORMAT!r}.")
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "config.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # uvicorn's own lines (start, stop, errors) in the same format. Not its parent "uvicorn":
+    # configuring that would reset "uvicorn.access", which `--no-access-log` keeps silent
+    # because `gitfleet.request` replaces it.
+    "loggers": {"uvicorn.error": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}},
 }
