@@ -5,22 +5,18 @@ authentication and presence (`nodes` never imports `projects`). The protocol is 
 `docs/agent-protocol.md`.
 
 The lease call is an async view: while it waits it holds no thread and no database connection.
-Its database work runs on a small dedicated thread pool (`AGENT_DB_THREADS`) that returns its
-connection after each step, so idle long polls cost memory only.
+Its database work runs on `config.async_db` (a small pool that gives its connection back after
+each step), and it waits on the process's wake-up hub, so idle long polls cost memory only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -30,6 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.async_db import run_db
 from config.exceptions import Invalid
 from config.schema import errors
 from nodes.authentication import AgentTokenAuthentication
@@ -41,27 +38,6 @@ from projects.models import JobKind
 from projects.wakeups import hub
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-
-_db_pool = ThreadPoolExecutor(
-    max_workers=getattr(settings, "AGENT_DB_THREADS", 4), thread_name_prefix="agent-db"
-)
-
-
-def _in_db_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    close_old_connections()
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        connection.close()  # back to the pool: an idle long poll holds no connection
-
-
-async def run_db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        _db_pool, functools.partial(_in_db_thread, fn, *args, **kwargs)
-    )
-
 
 # --- Request and response shapes --------------------------------------------------------------
 
@@ -303,9 +279,7 @@ class LeaseView(AgentView):
                 if remaining <= 0:
                     return Response(status=204)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        woken.wait(), timeout=min(remaining, settings.LONG_POLL_RECHECK_SECONDS)
-                    )
+                    await asyncio.wait_for(woken.wait(), timeout=remaining)
         finally:
             hub.unregister(str(node.pk), woken)
 

@@ -107,6 +107,14 @@ def _claim_candidate(node: Node, now: datetime) -> str | None:
     return str(uuid.UUID(str(row[0]))) if row else None
 
 
+def nodes_with_leasable_jobs(node_ids: list[str]) -> set[str]:
+    """Which of `node_ids` have a queued job whose time has come (the long polls' re-check)."""
+    due = Job.objects.filter(
+        node_id__in=node_ids, state=JobState.QUEUED, available_at__lte=timezone.now()
+    )
+    return {str(node_id) for node_id in due.values_list("node_id", flat=True).distinct()}
+
+
 def lease(*, node: Node, request_id: str, instance_id: str) -> Grant | None:
     """Leases the next job of `node`, or returns the lease already given for `request_id`."""
     again = Job.objects.filter(

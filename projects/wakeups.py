@@ -5,7 +5,9 @@ Writers call `announce(node_id)` inside their transaction. On PostgreSQL that is
 commits; each process runs one `LISTEN` connection and fans notifications out to its waiting
 requests. In every engine the writing process also wakes its own waiters on commit. Waiters
 re-check on a timer as well, because a notification is lost while a listener reconnects and
-SQLite has no way to hear other processes.
+SQLite has no way to hear other processes: every `LONG_POLL_RECHECK_SECONDS` one task per
+process asks the database which of the nodes with waiters have leasable work (one query,
+however many waiters) and wakes just those.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import threading
 from collections import defaultdict
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from projects import domain
@@ -56,6 +59,7 @@ class Hub:
             defaultdict(set)
         )
         self._listener: asyncio.Task | None = None
+        self._rechecks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
         self.listener_connected = False
 
     @property
@@ -69,6 +73,7 @@ class Hub:
         with self._lock:
             self._waiters[str(node_id)].add((loop, event))
         self._ensure_listener(loop)
+        self._ensure_recheck(loop)
         return event
 
     def unregister(self, node_id: str, event: asyncio.Event) -> None:
@@ -90,6 +95,44 @@ class Hub:
             if loop.is_closed():
                 continue
             loop.call_soon_threadsafe(event.set)
+
+    def waiting_nodes(self, loop: asyncio.AbstractEventLoop) -> list[str]:
+        with self._lock:
+            return [
+                node_id
+                for node_id, waiters in self._waiters.items()
+                if any(waiter_loop is loop for waiter_loop, _ in waiters)
+            ]
+
+    # --- The periodic re-check -----------------------------------------------------------------
+
+    def _ensure_recheck(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = self._rechecks.get(loop)
+        if task is None or task.done():
+            self._rechecks = {
+                other: other_task
+                for other, other_task in self._rechecks.items()
+                if not other_task.done()
+            }
+            self._rechecks[loop] = loop.create_task(self._recheck(loop), name="gitfleet-recheck")
+
+    async def _recheck(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Imported here: leases announces through this module, so it cannot be imported above.
+        from config.async_db import run_db
+        from projects.leases import nodes_with_leasable_jobs
+
+        while True:
+            await asyncio.sleep(settings.LONG_POLL_RECHECK_SECONDS)
+            waiting = self.waiting_nodes(loop)
+            if not waiting:
+                continue
+            try:
+                due = await run_db(nodes_with_leasable_jobs, waiting)
+            except Exception:
+                logger.warning("long-poll re-check failed; trying again", exc_info=True)
+                continue
+            for node_id in due:
+                self.wake(node_id)
 
     # --- PostgreSQL listener ------------------------------------------------------------------
 

@@ -134,3 +134,33 @@ def test_a_second_server_process_wakes_the_first_ones_waiters(site):
     finally:
         first.stop()
         second.stop()
+
+
+def test_work_queued_by_another_process_is_found_by_the_periodic_recheck(site):
+    """On SQLite nothing tells this server about the other process's write: only the one
+    per-process re-check query can find it, within LONG_POLL_RECHECK_SECONDS."""
+    server = ServerProcess(site, LONG_POLL_RECHECK_SECONDS="1")
+    try:
+        agent_token = site.create_node()
+        site.create_user_token()
+        heartbeat(server.url, agent_token)
+        poll = Poll(server.url, agent_token, wait=25)
+        poll.start()
+        time.sleep(1)
+
+        queued_at = time.monotonic()
+        site.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth import get_user_model; from nodes.models import Node; "
+            "from projects.services import request_clone; "
+            "request_clone(owner=get_user_model().objects.get(username='alice'), name='other', "
+            "git_url='https://git.example.com/r.git', branch='main', "
+            "node=Node.objects.get(name='node-1'))",
+        )
+        poll.join(timeout=20)
+
+        assert poll.response is not None and poll.response.status_code == 200
+        assert poll.answered_at - queued_at < 10
+    finally:
+        server.stop()
