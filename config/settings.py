@@ -88,6 +88,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str(
         "SQLITE_TEST_NAME", default=str(DATA_DIR / "test.sqlite3")
     )
+    # The embedded database needs its folder; a fresh checkout has none yet.
+    for sqlite_file in (DATABASES["default"]["NAME"], DATABASES["default"]["TEST"]["NAME"]):
+        if sqlite_file and sqlite_file != ":memory:":
+            Path(sqlite_file).parent.mkdir(parents=True, exist_ok=True)
 else:
     # Under ASGI a request's connection lives in a short-lived thread, so persistent connections
     # would leak; a per-process pool hands connections out and takes them back instead.

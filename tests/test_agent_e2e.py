@@ -147,6 +147,7 @@ def test_a_job_cancelled_while_running_is_stopped_at_the_next_renewal(fleet, tmp
         assert response.status_code == 202
 
         agent.wait_for("job_lease_lost", timeout=20)
+        agent.wait_for("job_stopped", timeout=20, reason="lease_lost")  # killed and cleaned up
         deadline = time.monotonic() + 10
         while git_processes_mentioning(url) and time.monotonic() < deadline:
             time.sleep(0.1)
