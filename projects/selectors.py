@@ -1,7 +1,7 @@
 """Reads of projects, as each person may see them."""
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 
 from projects.models import Event, Job, JobState, Project
@@ -22,7 +22,18 @@ def project_events(project: Project) -> QuerySet[Event]:
     return Event.objects.filter(project_id=project.pk).order_by("version")
 
 
+_OPEN_STATES = [JobState.QUEUED, JobState.LEASED]
+
+
+def with_open_jobs(projects: QuerySet[Project]) -> QuerySet[Project]:
+    """Fetches every listed project's open jobs in one query, for `active_job`."""
+    open_jobs = Job.objects.filter(state__in=_OPEN_STATES).order_by("seq")
+    return projects.prefetch_related(Prefetch("jobs", queryset=open_jobs, to_attr="open_jobs"))
+
+
 def active_job(project: Project) -> Job | None:
     """The job running now or next: the oldest queued or leased one."""
-    open_states = [JobState.QUEUED, JobState.LEASED]
-    return project.jobs.filter(state__in=open_states).order_by("seq").first()
+    prefetched = getattr(project, "open_jobs", None)
+    if prefetched is not None:
+        return prefetched[0] if prefetched else None
+    return project.jobs.filter(state__in=_OPEN_STATES).order_by("seq").first()

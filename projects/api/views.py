@@ -63,7 +63,7 @@ class ProjectListView(generics.ListAPIView):
     serializer_class = ProjectSerializer
 
     def get_queryset(self):
-        projects = selectors.visible_projects(self.request.user).prefetch_related("jobs")
+        projects = selectors.with_open_jobs(selectors.visible_projects(self.request.user))
         wanted_status = self.request.query_params.get("status")
         if wanted_status:
             projects = projects.filter(status=wanted_status)
