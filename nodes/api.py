@@ -1,7 +1,9 @@
 """The node listing people see: which nodes exist and whether they take work now."""
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
 
+from config.schema import errors
 from nodes.models import Node
 
 
@@ -30,11 +32,13 @@ class NodeSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema(responses={200: NodeSerializer, **errors(body=False)})
 class NodeListView(generics.ListAPIView):
     queryset = Node.objects.all()
     serializer_class = NodeSerializer
 
 
+@extend_schema(responses={200: NodeSerializer, **errors(404, body=False)})
 class NodeDetailView(generics.RetrieveAPIView):
     queryset = Node.objects.all()
     serializer_class = NodeSerializer

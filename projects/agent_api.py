@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.db.models import BigIntegerField
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -33,7 +34,7 @@ from nodes.authentication import AgentTokenAuthentication
 from nodes.models import Node
 from nodes.services import Heartbeat, record_presence
 from projects import leases
-from projects.api.serializers import StrictSerializer
+from projects.api.serializers import StrictSerializer, StrictUUIDField
 from projects.models import JobKind
 from projects.wakeups import hub
 
@@ -43,12 +44,14 @@ logger = logging.getLogger(__name__)
 
 
 class HeartbeatRequestSerializer(StrictSerializer):
-    instance_id = serializers.UUIDField(help_text="Made fresh each time the agent starts.")
+    instance_id = StrictUUIDField(help_text="Made fresh each time the agent starts.")
     agent_version = serializers.CharField(max_length=50)
     hostname = serializers.CharField(max_length=255)
-    disk_free_bytes = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    disk_free_bytes = serializers.IntegerField(
+        min_value=0, max_value=BigIntegerField.MAX_BIGINT, allow_null=True, required=False
+    )
     running_jobs = serializers.ListField(
-        child=serializers.UUIDField(), max_length=256, required=False, default=list
+        child=StrictUUIDField(), max_length=256, required=False, default=list
     )
 
 
@@ -59,7 +62,7 @@ class HeartbeatResponseSerializer(serializers.Serializer):
 
 
 class LeaseRequestSerializer(StrictSerializer):
-    instance_id = serializers.UUIDField(help_text="Made fresh each time the agent starts.")
+    instance_id = StrictUUIDField(help_text="Made fresh each time the agent starts.")
     request_id = serializers.RegexField(
         r"^[A-Za-z0-9-]{8,64}$",
         help_text="Made per logical request; a retry after a lost response reuses it.",

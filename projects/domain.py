@@ -10,6 +10,7 @@ names, so callers may load just those; `evolve` keeps whatever jobs it is given.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -424,7 +425,8 @@ def decide(state: Project, command: Command) -> list[NewEvent]:
         case ReleaseLease():
             job = _job(state, command.job_id)
             if job.state != JobState.LEASED or (
-                command.lease_token is not None and job.lease_token != command.lease_token
+                command.lease_token is not None
+                and not _same_token(job.lease_token, command.lease_token)
             ):
                 raise LeaseLost(f"Job {job.id} is not leased with this token.", field="lease_token")
             return [
@@ -443,9 +445,14 @@ def decide(state: Project, command: Command) -> list[NewEvent]:
     raise TypeError(f"Unknown command {command!r}")
 
 
+def _same_token(held: str, given: str) -> bool:
+    """Compares lease tokens in constant time."""
+    return hmac.compare_digest(held.encode(), given.encode())
+
+
 def _held_lease(state: Project, job_id: str, lease_token: str) -> Job:
     job = _job(state, job_id)
-    if job.state != JobState.LEASED or job.lease_token != lease_token:
+    if job.state != JobState.LEASED or not _same_token(job.lease_token, lease_token):
         raise LeaseLost(
             f"The lease on job {job_id} is no longer yours (job is {job.state.value}).",
             field="lease_token",
@@ -469,7 +476,7 @@ def _complete(state: Project, command: CompleteJob) -> list[NewEvent]:
     if (command.result is None) == (command.error is None):
         raise Invalid("Give exactly one of result and error.", field="outcome")
     succeeded = command.result is not None
-    if job.lease_token == command.lease_token and not job.is_open:
+    if _same_token(job.lease_token, command.lease_token) and not job.is_open:
         same = (job.state == JobState.SUCCEEDED and succeeded and job.result == command.result) or (
             job.state == JobState.FAILED and not succeeded and job.error == command.error
         )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -15,9 +17,43 @@ from projects import validation
 from projects.models import Event, Job, Project
 from projects.selectors import active_job
 
+# The JSON type each kind of field takes. DRF would take 5 for "5" in a CharField, "5" or 5.0
+# for 5 in an IntegerField and "yes" or 1 for true in a BooleanField; the schema says otherwise.
+_JSON_TYPES: tuple[tuple[type[serializers.Field], type], ...] = (
+    (serializers.BooleanField, bool),
+    (serializers.IntegerField, int),
+    (serializers.CharField, str),
+    (serializers.ChoiceField, str),
+    (serializers.UUIDField, str),
+)
+
+
+def _json_type_mismatch(field: serializers.Field, value: object) -> str | None:
+    """The field's own refusal if `value` is not of the JSON type it takes, else None (null is
+    left to the field)."""
+    if value is None:
+        return None
+    if isinstance(field, serializers.ListField) and isinstance(value, list):
+        reasons = (_json_type_mismatch(field.child, item) for item in value)
+        return next((reason for reason in reasons if reason), None)
+    json_type = next((t for kind, t in _JSON_TYPES if isinstance(field, kind)), None)
+    # bool is an int in Python, not in JSON.
+    if json_type is None or (
+        isinstance(value, json_type) and (json_type is bool or not isinstance(value, bool))
+    ):
+        return None
+    key = "invalid" if "invalid" in field.error_messages else "invalid_choice"
+    try:
+        field.fail(key, input=value, value=value)
+    except serializers.ValidationError as exc:
+        return str(exc.detail[0])
+    return None
+
 
 class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know, so nobody can slip in an owner, a path or a status."""
+    """Refuses fields it does not know, so nobody can slip in an owner, a path or a status, and
+    values of another JSON type than the field's, so that what is accepted is what the schema
+    describes."""
 
     def to_internal_value(self, data):
         if isinstance(data, Mapping):
@@ -26,7 +62,37 @@ class StrictSerializer(serializers.Serializer):
                 raise serializers.ValidationError(
                     {str(name): ["Unknown field; it cannot be set."] for name in unknown}
                 )
+            mistyped = {
+                name: [reason]
+                for name, field in self.fields.items()
+                if name in data and (reason := _json_type_mismatch(field, data[name]))
+            }
+            if mistyped:
+                raise serializers.ValidationError(mistyped)
         return super().to_internal_value(data)
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID as JSON carries it: a string in the 8-4-4-4-12 form. DRF's own field also takes a
+    number (so `false` became UUID 0), a bare hex string and `urn:uuid:` or `{…}` forms."""
+
+    _FORM = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}\Z")
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not self._FORM.match(data):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
+class StrictSerializerSchema(OpenApiSerializerExtension):
+    """Says in the OpenAPI schema what `StrictSerializer` does: no properties but the declared."""
+
+    target_class = StrictSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        return {**schema, "additionalProperties": False}
 
 
 def url_policy() -> validation.UrlPolicy:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
@@ -13,7 +13,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.query import BIGINT_MAX, whole_number
 from config.schema import errors
+from nodes.models import NODE_NAME_PATTERN
 from projects import selectors, services
 from projects.api.serializers import (
     AcceptedJobSerializer,
@@ -57,7 +59,8 @@ class CloneView(APIView):
     parameters=[
         OpenApiParameter("status", enum=ProjectStatus.values, description="Only this status."),
         OpenApiParameter("node", str, description="Only projects on this node (name or id)."),
-    ]
+    ],
+    responses={200: ProjectSerializer, **errors(body=False)},
 )
 class ProjectListView(generics.ListAPIView):
     serializer_class = ProjectSerializer
@@ -69,9 +72,9 @@ class ProjectListView(generics.ListAPIView):
             projects = projects.filter(status=wanted_status)
         node = self.request.query_params.get("node")
         if node:
-            projects = projects.filter(node__name=node) | projects.filter(
-                node__id__in=_uuid_or_nothing(node)
-            )
+            by_name = projects.filter(node__name__in=_node_name_or_nothing(node))
+            by_id = projects.filter(node__id__in=_uuid_or_nothing(node))
+            projects = by_name | by_id
         return projects
 
     def list(self, request, *args, **kwargs):
@@ -88,15 +91,23 @@ def _uuid_or_nothing(value: str) -> list:
         return []
 
 
+def _node_name_or_nothing(value: str) -> list[str]:
+    # What no node can be called matches nothing, without reaching the database: PostgreSQL
+    # refuses a NUL in a query parameter outright.
+    return [value] if re.match(NODE_NAME_PATTERN, value) else []
+
+
 class ProjectDetailView(APIView):
-    @extend_schema(responses={200: ProjectSerializer, **errors(404)}, summary="A project")
+    @extend_schema(
+        responses={200: ProjectSerializer, **errors(404, body=False)}, summary="A project"
+    )
     def get(self, request: Request, project_id) -> Response:
         project = selectors.project_for(request.user, project_id)
         return Response(ProjectSerializer(project).data)
 
     @extend_schema(
         request=None,
-        responses={202: AcceptedJobSerializer, **errors(404, 409)},
+        responses={202: AcceptedJobSerializer, **errors(404, 409, body=False)},
         summary="Queue the deletion of the project's checkout",
     )
     def delete(self, request: Request, project_id) -> Response:
@@ -109,7 +120,7 @@ class ProjectDetailView(APIView):
 
 class ProjectStatusView(APIView):
     @extend_schema(
-        responses={200: ProjectStatusSerializer, **errors(404)},
+        responses={200: ProjectStatusSerializer, **errors(404, body=False)},
         summary="Where the project stands now",
     )
     def get(self, request: Request, project_id) -> Response:
@@ -117,6 +128,7 @@ class ProjectStatusView(APIView):
         return Response(ProjectStatusSerializer(project).data)
 
 
+@extend_schema(responses={200: EventSerializer, **errors(404, body=False)})
 class ProjectEventsView(generics.ListAPIView):
     """The project's event timeline, oldest first."""
 
@@ -186,8 +198,13 @@ class RetryJobView(_JobActionView):
 
 @extend_schema(
     parameters=[
-        OpenApiParameter("after", OpenApiTypes.INT, description="Only events after this position."),
-    ]
+        OpenApiParameter(
+            "after",
+            {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX},
+            description="Only events after this position.",
+        ),
+    ],
+    responses={200: EventSerializer, **errors(body=False)},
 )
 class EventFeedView(generics.ListAPIView):
     """Every project's events in position order, for tools; staff only. Never skips an event
@@ -197,7 +214,7 @@ class EventFeedView(generics.ListAPIView):
     permission_classes = [IsAdminUser]
 
     def get_queryset(self):
-        after = self.request.query_params.get("after", "0")
-        if not after.isdigit():
-            raise ValidationError({"after": ["A non-negative whole number."]})
-        return Event.objects.filter(position__gt=int(after)).order_by("position")
+        after = whole_number(
+            self.request.query_params, "after", default=0, message="A non-negative whole number."
+        )
+        return Event.objects.filter(position__gt=after).order_by("position")
