@@ -329,8 +329,15 @@ class Git:
             raise JobFailure("timeout", f"git {args[0]} took longer than {timeout:.0f} s")
         result = GitResult(process.returncode, stdout.decode("utf-8", "replace"), stderr)
         if check and result.returncode != 0:
-            raise classify_failure(stderr, returncode=result.returncode)
+            raise self.failure(result, where=cwd or repo or "/")
         return result
+
+    def failure(self, result: GitResult, *, where: str) -> JobFailure:
+        """The JobFailure for a failed git command that ran in (or wrote to) `where`."""
+        failure = classify_failure(result.stderr, returncode=result.returncode)
+        if failure.code == "git_error" and disk_full_at(where, result.stderr):
+            return JobFailure("disk_full", result.stderr or failure.message)
+        return failure
 
     def _read_stderr(self, stream: Any, lines: deque[str]) -> None:
         buffer = b""
@@ -419,6 +426,32 @@ _CLASSES = (
     ("permission_denied", _PERMISSION),
     ("network_error", _NETWORK),
 )
+
+
+# Git reports some failed writes without the reason ("error: unable to write file x" when a
+# checkout runs out of space); the file system says whether it is full.
+_WRITE_FAILED = (
+    "unable to write",
+    "could not write",
+    "failed to write",
+    "short write",
+    "write error",
+    "unable to create",
+    "unable to checkout working tree",
+)
+NEARLY_FULL_BYTES = 1024 * 1024
+
+
+def disk_full_at(path: str, stderr: str) -> bool:
+    """True if git says a write failed and the file system holding `path` is (nearly) full."""
+    if not _has_any(stderr.lower(), _WRITE_FAILED):
+        return False
+    try:
+        usage = os.statvfs(path)
+    except OSError:
+        return False
+    out_of_inodes = usage.f_files > 0 and usage.f_favail == 0
+    return usage.f_bavail * usage.f_frsize < NEARLY_FULL_BYTES or out_of_inodes
 
 
 def classify_failure(stderr: str, *, returncode: int | None = None) -> JobFailure:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
-import shutil
 import stat
 import time
 from collections.abc import Callable
@@ -14,19 +14,17 @@ from dataclasses import asdict, dataclass
 from agent.config import AgentConfig
 from agent.errors import JobFailure, failure_from_os_error
 from agent.git import Git, JobControl
+from agent.logs import log_event
 from agent.paths import (
     UnsafePath,
     child_path,
     lstat_or_none,
     refuse_symlink,
+    remove_tree,
     target_path,
     tree_size,
 )
 from agent.validation import Job, check_resolved_host, validate_git_url
-
-# The fd-based rmtree never follows a symlink planted while it runs; refuse to run without it.
-if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - true on Linux
-    raise RuntimeError("this platform's shutil.rmtree is not safe against symlink attacks")
 
 TEMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
@@ -134,7 +132,7 @@ def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     if merge.returncode != 0:
         if "would be overwritten" in merge.stderr:
             raise JobFailure("dirty_worktree", merge.stderr)
-        raise JobFailure("git_error", merge.stderr)
+        raise git.failure(merge, where=target)
     return _checkout_result(git, target, started)
 
 
@@ -152,19 +150,11 @@ def delete(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult
     )  # fmt: skip
 
 
-def remove_tree(path: str) -> None:
-    """Remove `path` without following symlinks; a symlink itself is unlinked, not followed."""
-    info = lstat_or_none(path)
-    if info is None:
-        return
-    if stat.S_ISDIR(info.st_mode):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
-
-
 def sweep_leftovers(projects_root: str) -> list[str]:
-    """Remove temporary and trash folders left by an agent that died mid-job; return their names."""
+    """Remove temporary and trash folders left by an agent that died mid-job; return their names.
+
+    One that cannot be removed is logged and left: it must not stop the agent from starting.
+    """
     removed = []
     try:
         entries = list(os.scandir(projects_root))
@@ -172,7 +162,11 @@ def sweep_leftovers(projects_root: str) -> list[str]:
         return removed
     for entry in entries:
         if entry.name.startswith((TEMP_PREFIX, TRASH_PREFIX)):
-            remove_tree(child_path(projects_root, entry.name))
+            try:
+                remove_tree(child_path(projects_root, entry.name))
+            except OSError as exc:
+                log_event(logging.WARNING, "sweep_failed", name=entry.name, error=str(exc))
+                continue
             removed.append(entry.name)
     return removed
 

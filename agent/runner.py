@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from agent import __version__
 from agent.client import (
+    LEASE_READ_MARGIN,
     AgentClient,
     ClientError,
     InstanceSuperseded,
@@ -76,6 +77,8 @@ class RunningJob:
     thread: threading.Thread | None = None
     # A run of the same job under an older lease, which must be over before this one starts.
     previous: RunningJob | None = None
+    # Why the run stopped without a report (`lease_lost`, `shutdown`, `aborted`), if it did.
+    stopped_for: str | None = None
 
     @property
     def job_id(self) -> str:
@@ -94,6 +97,7 @@ class Agent:
         self.hostname = socket.gethostname()
         self._stopping = threading.Event()  # no more leasing; drain
         self._hurry = threading.Event()  # grace period over: stop jobs now, stop retrying reports
+        self._at_once = threading.Event()  # second signal or fatal answer: wait for nothing
         self._finished = threading.Event()  # drain is over: stop heartbeats
         self._exit_code = EXIT_OK
         self._changed = threading.Condition()
@@ -103,6 +107,7 @@ class Agent:
         """Stop leasing and drain. A second call ends the grace period at once."""
         if self._stopping.is_set():
             self._hurry.set()
+            self._at_once.set()
         self._stopping.set()
         with self._changed:
             self._changed.notify_all()
@@ -143,6 +148,7 @@ class Agent:
         log_event(logging.ERROR, event, **fields)
         self._exit_code = exit_code
         self._hurry.set()
+        self._at_once.set()
         self.stop()
 
     def _drain(self, leases: threading.Thread) -> None:
@@ -167,9 +173,19 @@ class Agent:
         for running in left_running:
             if running.thread is not None:
                 running.thread.join(timeout=30)
-        if not self._hurry.is_set():
-            # A poll still in flight may be handed a job; wait for it so it can be released.
-            leases.join(timeout=max(0.0, deadline - time.monotonic()))
+        if not self._at_once.is_set():
+            # A poll still in flight may be handed a job: wait for it, so that the job is released
+            # rather than left leased to an agent that is gone. Jobs stopped here are released
+            # only after it has ended: released earlier, the server would hand one straight back
+            # through that very poll. A poll ends within its read timeout.
+            wait = max(0.0, deadline - time.monotonic())
+            if left_running:
+                wait = max(wait, self.config.lease_wait + LEASE_READ_MARGIN)
+            leases.join(timeout=wait)
+        for running in left_running:
+            stopped = running.thread is None or not running.thread.is_alive()
+            if running.stopped_for == "shutdown" and stopped:
+                self._release(running)
 
     # -- heartbeats -------------------------------------------------------------------------
 
@@ -317,8 +333,7 @@ class Agent:
         reason = control.cancel_reason
         if reason == "lease_lost" or (result is None and error is None):
             log_event(logging.WARNING, "job_stopped", **fields, reason=reason)
-            if reason == "shutdown":
-                self._release(running)
+            running.stopped_for = reason  # a job stopped for shutdown is released by the drain
             return
         if result is not None:
             log_event(logging.INFO, "job_finished", **fields, outcome="succeeded", **result)

@@ -88,26 +88,31 @@ def record_presence(
     if heartbeat is None and (instance_id is None or instance_id == node.instance_id) and fresh:
         return Presence(node=node)
 
-    if instance_id is not None and instance_id == node.previous_instance_id:
+    superseded = False
+    with transaction.atomic():
+        # Decided on the locked row: the row read at authentication may predate a restart.
+        node = Node.objects.select_for_update().get(pk=node.pk)
+        replaced = None
+        if instance_id is not None and instance_id == node.previous_instance_id:
+            superseded = True
+        else:
+            if instance_id is not None and instance_id != node.instance_id:
+                replaced = node.instance_id
+                node.previous_instance_id = node.instance_id
+                node.instance_id = instance_id
+            node.last_seen_at = now
+            fields = ["last_seen_at", "instance_id", "previous_instance_id"]
+            if heartbeat is not None:
+                node.agent_version = heartbeat.agent_version
+                node.hostname = heartbeat.hostname
+                node.disk_free_bytes = heartbeat.disk_free_bytes
+                node.running_jobs = heartbeat.running_jobs
+                fields += ["agent_version", "hostname", "disk_free_bytes", "running_jobs"]
+            node.save(update_fields=fields)
+    if superseded:
         Node.objects.filter(pk=node.pk).update(duplicate_instance_at=now)
         raise InstanceSuperseded(
             "A newer agent instance is running with this node's token; this one must stop.",
             field="instance_id",
         )
-    with transaction.atomic():
-        node = Node.objects.select_for_update().get(pk=node.pk)
-        replaced = None
-        if instance_id is not None and instance_id != node.instance_id:
-            replaced = node.instance_id
-            node.previous_instance_id = node.instance_id
-            node.instance_id = instance_id
-        node.last_seen_at = now
-        fields = ["last_seen_at", "instance_id", "previous_instance_id"]
-        if heartbeat is not None:
-            node.agent_version = heartbeat.agent_version
-            node.hostname = heartbeat.hostname
-            node.disk_free_bytes = heartbeat.disk_free_bytes
-            node.running_jobs = heartbeat.running_jobs
-            fields += ["agent_version", "hostname", "disk_free_bytes", "running_jobs"]
-        node.save(update_fields=fields)
     return Presence(node=node, replaced_instance=replaced)

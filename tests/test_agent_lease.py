@@ -212,3 +212,27 @@ def test_the_superseded_instance_is_refused_and_the_node_flagged(session, agent,
     assert response.status_code == 409
     assert response.json()["code"] == "instance_superseded"
     assert api.get(f"/api/v1/nodes/{node.pk}").json()["duplicate_instance"] is True
+
+
+def test_an_old_instance_authenticated_before_a_restart_cannot_take_the_node_back(node):
+    """The superseded check runs on the locked row, not on the row read at authentication."""
+    from nodes.models import Node
+    from nodes.services import Heartbeat, InstanceSuperseded, record_presence
+
+    old, new = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+    record_presence(node=Node.objects.get(pk=node.pk), instance_id=old)
+    read_by_old_call = Node.objects.get(pk=node.pk)  # authenticated before the restart
+
+    record_presence(node=Node.objects.get(pk=node.pk), instance_id=new)
+    with pytest.raises(InstanceSuperseded):  # the old agent's heartbeat lands after
+        record_presence(
+            node=read_by_old_call,
+            instance_id=old,
+            heartbeat=Heartbeat(
+                agent_version="0.1.0", hostname="h", disk_free_bytes=1, running_jobs=0
+            ),
+        )
+
+    current = Node.objects.get(pk=node.pk)
+    assert str(current.instance_id) == new
+    assert current.duplicate_instance_at is not None

@@ -219,3 +219,13 @@ def test_a_clone_finishing_under_a_queued_delete_leaves_the_project_deleting(api
     assert api.post(f"/api/v1/projects/{project['id']}/pull").status_code == 409
     assert session.lease().json()["job"]["kind"] == "delete"
     assert_projections_match_log()
+
+
+def test_the_timeline_hides_lease_tokens(api, project, session):
+    session.lease()
+
+    events = api.get(f"/api/v1/projects/{project['id']}/events").json()["results"]
+
+    leased = next(e for e in events if e["type"] == "JobLeased")
+    assert leased["data"]["lease_token"] == "(hidden)"
+    assert leased["data"]["attempt"] == 1

@@ -266,7 +266,15 @@ class AcceptedJobSerializer(serializers.Serializer):
 
 
 class EventSerializer(serializers.ModelSerializer):
+    """An event as people see it: the lease token, which fences an agent's report, is hidden."""
+
     class Meta:
         model = Event
         fields = ["position", "project_id", "version", "type", "data", "meta", "recorded_at"]
         read_only_fields = fields
+
+    def to_representation(self, instance: Event):
+        body = super().to_representation(instance)
+        if "lease_token" in body["data"]:
+            body["data"] = {**body["data"], "lease_token": "(hidden)"}
+        return body

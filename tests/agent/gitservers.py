@@ -5,10 +5,13 @@
 - `start_http_git_server(base)`: `git http-backend` behind a small HTTP server, with paths that
   redirect (`/redirect/...`), demand a password (`/auth/...`) or never answer (`/hang/...`).
 - `start_silent_server()`: accepts TCP connections and never says a word.
+- `start_gated_relay(port)`: a TCP relay to a git server that holds connections until opened,
+  so that a job can be kept running for as long as a test needs and then allowed to finish.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -142,6 +145,10 @@ class GitDaemon:
 
     def url(self, name: str) -> str:
         return f"{self.base_url}/{name}"
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
 
     def stop(self) -> None:
         self.process.terminate()
@@ -299,3 +306,105 @@ def start_silent_server() -> SilentServer:
 
     threading.Thread(target=accept_forever, daemon=True).start()
     return server
+
+
+class GatedRelay:
+    """A TCP relay on 127.0.0.1 to a git server; connections wait at the gate until it opens.
+
+    `open()` lets new connections through and, with `waiting=True`, the ones already waiting;
+    with `waiting=False` those stay stalled forever (a run that hangs while a later one works).
+    With `rate` (bytes per second) the server's answers trickle, so that a transfer takes a while.
+    """
+
+    def __init__(self, target_port: int, *, rate: int | None = None) -> None:
+        self.target_port = target_port
+        self.rate = rate
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._open = False
+        self._release_waiting = True
+        self._changed = threading.Condition()
+        self._stopped = False
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept_forever, daemon=True).start()
+
+    def url(self, name: str) -> str:
+        return f"git://127.0.0.1:{self.port}/{name}"
+
+    def open(self, *, waiting: bool = True) -> None:
+        with self._changed:
+            self._open = True
+            self._release_waiting = waiting
+            self._changed.notify_all()
+
+    def wait_for_connections(self, count: int = 1, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.accepted < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"only {self.accepted} connection(s) reached the relay")
+                self._changed.wait(left)
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+            sockets = [self.sock, *self._sockets]
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept_forever(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._changed:
+                self.accepted += 1
+                self._sockets.append(client)
+                arrived_open = self._open
+                self._changed.notify_all()
+            threading.Thread(target=self._serve, args=(client, arrived_open), daemon=True).start()
+
+    def _serve(self, client: socket.socket, arrived_open: bool) -> None:
+        with self._changed:
+            while not self._stopped and not (
+                arrived_open or (self._open and self._release_waiting)
+            ):
+                self._changed.wait()
+            if self._stopped:
+                return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self._changed:
+            self._sockets.append(upstream)
+        threading.Thread(target=_pump, args=(upstream, client, self.rate), daemon=True).start()
+        _pump(client, upstream)
+
+
+def _pump(source: socket.socket, sink: socket.socket, rate: int | None = None) -> None:
+    """Copy bytes one way until EOF (at most `rate` bytes a second), then pass the EOF on."""
+    chunk = 65536 if rate is None else max(1, rate // 10)
+    try:
+        while data := source.recv(chunk):
+            sink.sendall(data)
+            if rate is not None:
+                time.sleep(len(data) / rate)
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+def start_gated_relay(target_port: int, *, rate: int | None = None) -> GatedRelay:
+    return GatedRelay(target_port, rate=rate)

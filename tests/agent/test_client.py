@@ -1,7 +1,13 @@
-"""The typed client: each protocol verb, and how each kind of answer surfaces."""
+"""The typed client against the real server: each protocol verb, and how each answer surfaces.
+
+Calls go through a fault proxy (tests/faultproxy.py) that records what the client sent and can
+make the wire fail; the answers come from the real server.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import pytest
@@ -14,151 +20,267 @@ from agent.client import (
     LeaseLost,
     ServerUnavailable,
 )
-from tests.agent.conftest import job_data
-from tests.agent.fake_control_plane import TOKEN, FakeControlPlane
 from tests.agent.gitservers import free_port
+from tests.faultproxy import FaultProxy
+
+pytestmark = pytest.mark.e2e
+
+GIT_URL = "git://127.0.0.1:9418/group/repo.git"
+A_COMMIT = "a" * 40
 
 
 @pytest.fixture
-def plane():
-    plane = FakeControlPlane()
-    yield plane
-    plane.stop()
+def proxy(control_plane):
+    proxy = FaultProxy(control_plane.url)
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture
-def client(plane):
-    client = AgentClient(plane.url, TOKEN)
+def node(control_plane):
+    return control_plane.new_node()
+
+
+@pytest.fixture
+def client(proxy, node):
+    client = AgentClient(proxy.url, node.token)
     yield client
     client.close()
 
 
-def lease(client, request_id=None, wait=0):
+@pytest.fixture
+def instance() -> str:
+    return str(uuid.uuid4())
+
+
+def lease(client, instance, request_id=None, wait=0):
     return client.lease(
-        instance_id=str(uuid.uuid4()),
-        request_id=request_id or str(uuid.uuid4()),
-        wait=wait,
-        slots=1,
+        instance_id=instance, request_id=request_id or str(uuid.uuid4()), wait=wait, slots=1
     )
 
 
-def test_heartbeat_sends_who_and_how_the_agent_is(plane, client):
-    instance = str(uuid.uuid4())
+def heartbeat(client, instance, **fields):
+    body = {"hostname": "h", "disk_free_bytes": 0, "running_jobs": [], **fields}
+    return client.heartbeat(instance_id=instance, **body)
+
+
+def test_heartbeat_sends_who_and_how_the_agent_is(control_plane, proxy, client, node, instance):
+    running = str(uuid.uuid4())
 
     answer = client.heartbeat(
-        instance_id=instance, hostname="gpu-07", disk_free_bytes=123, running_jobs=["j1"]
+        instance_id=instance, hostname="gpu-07", disk_free_bytes=123, running_jobs=[running]
     )
 
-    assert answer["heartbeat_seconds"] == 1
-    [call] = plane.calls_to("heartbeat")
+    assert answer["heartbeat_seconds"] == 1  # the server's LEASE_RENEW_SECONDS
+    [call] = proxy.calls_to("heartbeat")
     assert call.body == {
         "instance_id": instance, "agent_version": __version__, "hostname": "gpu-07",
-        "disk_free_bytes": 123, "running_jobs": ["j1"],
+        "disk_free_bytes": 123, "running_jobs": [running],
     }  # fmt: skip
+    shown = control_plane.listed_node(node.name)
+    assert (shown["online"], shown["agent_version"], shown["hostname"]) == (
+        True,
+        __version__,
+        "gpu-07",
+    )
+    assert (shown["disk_free_bytes"], shown["running_jobs"]) == (123, 1)
 
 
-def test_an_empty_long_poll_is_none(client):
-    assert lease(client, wait=0) is None
+def test_an_empty_long_poll_is_none(client, instance):
+    assert lease(client, instance, wait=0) is None
 
 
-def test_a_lease_carries_the_job_and_its_lease(plane, client):
-    job_id = plane.enqueue(job_data())
+def test_a_long_poll_is_held_and_answered_when_a_job_arrives(control_plane, client, node, instance):
+    heartbeat(client, instance)
+    leased = []
+    poller = threading.Thread(target=lambda: leased.append(lease(client, instance, wait=10)))
+    poller.start()
+    time.sleep(0.5)  # the poll is waiting on the server now
 
-    leased = lease(client)
+    job = control_plane.clone(node, GIT_URL)["job"]
+    poller.join(15)
 
-    assert leased.job_id == job_id
+    assert [item.job_id for item in leased] == [job["id"]]
+
+
+def test_a_lease_carries_the_job_and_its_lease(control_plane, client, node, instance):
+    heartbeat(client, instance)
+    accepted = control_plane.clone(node, GIT_URL, branch="dev")
+
+    leased = lease(client, instance)
+
+    assert leased.job_id == accepted["job"]["id"]
     assert leased.job["kind"] == "clone"
-    assert leased.lease.token == plane.leases[job_id].token
-    assert leased.lease.renew_every_seconds == 1
+    assert (leased.job["git_url"], leased.job["branch"]) == (GIT_URL, "dev")
+    assert leased.job["target_path"] == accepted["project"]["target_path"]
+    assert (leased.lease.attempt, leased.lease.renew_every_seconds) == (1, 1)
+    assert leased.lease.token and leased.lease.expires_at
+    [event] = control_plane.events_of(accepted["project"]["id"], "JobLeased")
+    assert event["data"]["instance_id"] == instance
 
 
-def test_the_same_request_id_gets_the_same_lease_back(plane, client):
-    plane.enqueue(job_data())
-    plane.enqueue(job_data())
+def test_the_same_request_id_gets_the_same_lease_back(control_plane, client, node, instance):
+    heartbeat(client, instance)
+    first_job = control_plane.clone(node, GIT_URL)
+    second_job = control_plane.clone(node, GIT_URL)
     request_id = str(uuid.uuid4())
 
-    first, again = lease(client, request_id), lease(client, request_id)
+    first, again = lease(client, instance, request_id), lease(client, instance, request_id)
 
     assert first == again
-    assert len(plane.queue) == 1
+    assert first.job_id == first_job["job"]["id"]
+    assert len(control_plane.events_of(first_job["project"]["id"], "JobLeased")) == 1
+    assert lease(client, instance).job_id == second_job["job"]["id"]
+    assert lease(client, instance) is None
 
 
-def test_renew_carries_progress_and_a_lost_lease_raises(plane, client):
-    job_id = plane.enqueue(job_data())
-    token = lease(client).lease.token
+def test_renew_carries_progress_and_a_lost_lease_raises(control_plane, client, node, instance):
+    heartbeat(client, instance)
+    accepted = control_plane.clone(node, GIT_URL)
+    project_id, job_id = accepted["project"]["id"], accepted["job"]["id"]
+    token = lease(client, instance).lease.token
 
-    client.renew(job_id, lease_token=token, progress={"phase": "receiving", "percent": 5})
-    plane.lose_lease(job_id)
+    answer = client.renew(job_id, lease_token=token, progress={"phase": "receiving", "percent": 5})
+    assert control_plane.user.status(project_id)["active_job"]["progress"] == {
+        "phase": "receiving",
+        "percent": 5,
+    }
+    cancel = control_plane.user.http.post(f"/api/v1/projects/{project_id}/jobs/{job_id}/cancel")
+    assert cancel.status_code == 202
 
     with pytest.raises(LeaseLost):
         client.renew(job_id, lease_token=token)
-    assert plane.leases[job_id].renewals == [
-        {"lease_token": token, "progress": {"phase": "receiving", "percent": 5}}
-    ]
+    assert answer["expires_at"]
+    [renewed] = control_plane.events_of(project_id, "JobLeaseRenewed")
+    assert renewed["data"]["progress"] == {"phase": "receiving", "percent": 5}
 
 
-def test_complete_and_release_bodies(plane, client):
-    first, second = plane.enqueue(job_data()), plane.enqueue(job_data())
-    first_token, second_token = lease(client).lease.token, lease(client).lease.token
+def test_renewing_another_nodes_job_is_a_client_error(control_plane, client, instance):
+    other = control_plane.new_node()
+    job_id = control_plane.clone(other, GIT_URL)["job"]["id"]
+
+    with pytest.raises(ClientError) as raised:
+        client.renew(job_id, lease_token="x" * 20)
+
+    assert raised.value.status == 404
+    assert not isinstance(raised.value, LeaseLost)
+
+
+def test_complete_and_release(control_plane, proxy, client, node, instance):
+    heartbeat(client, instance)
+    done, given_back = control_plane.clone(node, GIT_URL), control_plane.clone(node, GIT_URL)
+    done_token = lease(client, instance).lease.token
+    given_back_token = lease(client, instance).lease.token
     result = {
-        "commit": "a" * 40,
+        "commit": A_COMMIT,
         "branch": "main",
         "local_path": "/p",
         "duration_ms": 1,
         "size_bytes": 2,
     }
 
-    client.complete(first, lease_token=first_token, result=result)
-    client.release(second, lease_token=second_token)
+    answer = client.complete(done["job"]["id"], lease_token=done_token, result=result)
+    again = client.complete(done["job"]["id"], lease_token=done_token, result=result)
+    client.release(given_back["job"]["id"], lease_token=given_back_token)
 
-    assert plane.leases[first].completions == [
-        {"lease_token": first_token, "outcome": "succeeded", "result": result}
-    ]
-    assert plane.leases[second].releases == [
-        {"lease_token": second_token, "reason": "agent_shutdown"}
-    ]
+    assert answer == again  # idempotent: the same report gets the same answer
+    assert answer["job"]["state"] == "succeeded"
+    status = control_plane.user.status(done["project"]["id"])
+    assert (status["status"], status["commit"]) == ("ready", A_COMMIT)
+    assert control_plane.event_types(done["project"]["id"]).count("JobSucceeded") == 1
+    [released] = control_plane.events_of(given_back["project"]["id"], "JobLeaseReleased")
+    assert released["data"]["reason"] == "agent_shutdown"
+    assert control_plane.user.status(given_back["project"]["id"])["active_job"]["state"] == (
+        "queued"
+    )
+    [completion, *_] = proxy.calls_to("complete")
+    assert completion.body == {"lease_token": done_token, "outcome": "succeeded", "result": result}
     with pytest.raises(ValueError):
-        client.complete(first, lease_token=first_token)
+        client.complete(done["job"]["id"], lease_token=done_token)
 
 
-def test_5xx_and_429_are_server_unavailable(plane, client):
-    plane.fail_next("heartbeat", 503, 429)
+def test_a_failure_report_and_a_stale_token(control_plane, client, node, instance):
+    heartbeat(client, instance)
+    accepted = control_plane.clone(node, GIT_URL)
+    token = lease(client, instance).lease.token
+    error = {"code": "branch_not_found", "message": "no dev", "retryable": False}
 
-    for _ in range(2):
-        with pytest.raises(ServerUnavailable):
-            client.heartbeat(
-                instance_id=str(uuid.uuid4()), hostname="h", disk_free_bytes=0, running_jobs=[]
-            )
+    client.complete(accepted["job"]["id"], lease_token=token, error=error)
+
+    status = control_plane.user.status(accepted["project"]["id"])
+    assert (status["status"], status["last_error"]["code"]) == ("failed", "branch_not_found")
+    with pytest.raises(LeaseLost):
+        client.complete(accepted["job"]["id"], lease_token=token + "x", error=error)
 
 
-def test_no_server_is_server_unavailable():
-    client = AgentClient(f"http://127.0.0.1:{free_port()}", TOKEN)
+def test_5xx_and_429_are_server_unavailable(proxy, client, instance):
+    proxy.fail("/heartbeat", 503)
+    proxy.fail("/heartbeat", 429, retry_after=7)
+
+    with pytest.raises(ServerUnavailable) as unavailable:
+        heartbeat(client, instance)
+    with pytest.raises(ServerUnavailable) as limited:
+        heartbeat(client, instance)
+
+    assert (unavailable.value.retry_after, limited.value.retry_after) == (None, 7.0)
+    assert heartbeat(client, instance)["heartbeat_seconds"] == 1
+    assert [call.forwarded for call in proxy.calls_to("heartbeat")] == [False, False, True]
+
+
+def test_no_server_is_server_unavailable(node, instance):
+    client = AgentClient(f"http://127.0.0.1:{free_port()}", node.token)
 
     with pytest.raises(ServerUnavailable):
-        lease(client)
+        lease(client, instance)
 
 
-def test_a_wrong_token_is_a_client_error(plane):
-    client = AgentClient(plane.url, "gfa_wrong")
+def test_the_client_recovers_when_a_server_that_went_away_comes_back(proxy, client, instance):
+    assert lease(client, instance) is None  # a pooled connection now exists
+    proxy.refuse_connections()
+
+    with pytest.raises(ServerUnavailable):
+        lease(client, instance)
+    proxy.accept_connections()
+
+    assert lease(client, instance) is None
+
+
+def test_a_lost_answer_is_server_unavailable(proxy, client, instance):
+    proxy.drop_response("/heartbeat")
+
+    with pytest.raises(ServerUnavailable):
+        heartbeat(client, instance)
+
+    [call] = proxy.calls_to("heartbeat")
+    assert (call.forwarded, call.status) == (True, None)
+
+
+def test_a_wrong_token_is_a_client_error(proxy, instance):
+    client = AgentClient(proxy.url, "gfa_wrong")
 
     with pytest.raises(ClientError) as raised:
-        lease(client)
+        lease(client, instance)
 
-    assert (raised.value.status, raised.value.code) == (401, "not_authenticated")
+    assert raised.value.status == 401
+    assert raised.value.code == "authentication_failed"
 
 
-def test_a_superseded_instance_is_told_so(plane, client):
-    plane.superseded = True
+def test_a_superseded_instance_is_told_so(control_plane, client, node, instance):
+    heartbeat(client, instance)
+    heartbeat(client, str(uuid.uuid4()))  # another process with the same token starts
 
     with pytest.raises(InstanceSuperseded):
-        lease(client)
+        lease(client, instance)
+    with pytest.raises(InstanceSuperseded):
+        heartbeat(client, instance)
+    assert control_plane.listed_node(node.name)["duplicate_instance"] is True
 
 
-def test_a_netrc_entry_never_replaces_the_agent_token(plane, tmp_path, monkeypatch):
+def test_a_netrc_entry_never_replaces_the_agent_token(proxy, node, instance, tmp_path, monkeypatch):
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login someone password elsewhere\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    client = AgentClient(plane.url, TOKEN)
+    client = AgentClient(proxy.url, node.token)
 
-    assert lease(client) is None
+    assert lease(client, instance) is None

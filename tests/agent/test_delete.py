@@ -9,7 +9,7 @@ import pytest
 
 from agent.errors import JobFailure
 from agent.operations import sweep_leftovers
-from tests.agent.conftest import run_job, snapshot
+from tests.agent.conftest import make_deep_folders, run_job, snapshot
 
 
 def delete(config, **overrides):
@@ -91,3 +91,21 @@ def test_leftover_temporary_and_trash_folders_are_swept(config, tmp_path):
     assert sorted(swept) == [".tmp-abc", ".tmp-link", ".trash-def"]
     assert os.listdir(root) == ["1_project"]
     assert (outside / "keep").read_text() == "k"
+
+
+def test_a_checkout_nested_deeper_than_the_recursion_limit_is_deleted(config, upstream, git_daemon):
+    checkout = Path(run_job(config, git_url=git_daemon.url(upstream.name)).local_path)
+    make_deep_folders(checkout, 1500, "bottom.txt", b"deep")
+
+    delete(config)
+
+    assert os.listdir(config.projects_path) == []
+
+
+def test_a_deep_leftover_is_swept(config):
+    root = Path(config.projects_path)
+    (root / ".trash-deep").mkdir()
+    make_deep_folders(root / ".trash-deep", 1500, "bottom.txt", b"deep")
+
+    assert sweep_leftovers(str(root)) == [".trash-deep"]
+    assert os.listdir(root) == []

@@ -17,7 +17,7 @@ import pytest
 
 from agent.errors import JobCancelled, JobFailure
 from agent.git import JobControl
-from tests.agent.conftest import run_job
+from tests.agent.conftest import mount_tmpfs, run_job, unmount
 from tests.agent.gitservers import free_port, git_processes_mentioning
 
 
@@ -198,3 +198,41 @@ def test_a_read_only_projects_root_is_permission_denied_with_nothing_written(
     finally:
         (storage / "projects").chmod(0o755)
         shutil.rmtree(storage)
+
+
+@pytest.fixture
+def small_disk_config(make_config, tmp_path):
+    """An agent whose storage is a 2 MB tmpfs."""
+    storage = tmp_path / "small-disk"
+    storage.mkdir()
+    mount_tmpfs(storage, "2m")
+    yield make_config(AGENT_STORAGE_PATH=str(storage))
+    unmount(storage)
+
+
+# 8 MB of text: a small pack, so the space runs out while git checks the files out, and git
+# then says only "unable to write file" without the reason.
+REPETITIVE_TEXT = "the same line over and over\n" * 300_000
+
+
+def test_a_checkout_that_runs_out_of_space_is_disk_full(
+    small_disk_config, make_upstream, git_daemon
+):
+    upstream = make_upstream("text", files={"text.txt": REPETITIVE_TEXT})
+
+    failure = failure_of(small_disk_config, git_url=git_daemon.url(upstream.name))
+
+    assert (failure.code, failure.retryable) == ("disk_full", False)
+    assert "unable to write file" in failure.message
+    assert_clean(small_disk_config)
+    assert shutil.disk_usage(small_disk_config.projects_path).used < 64 * 1024
+
+
+def test_a_pull_that_runs_out_of_space_is_disk_full(small_disk_config, upstream, git_daemon):
+    url = git_daemon.url(upstream.name)
+    run_job(small_disk_config, git_url=url)
+    upstream.commit({"text.txt": REPETITIVE_TEXT})
+
+    failure = failure_of(small_disk_config, kind="pull", git_url=url)
+
+    assert (failure.code, failure.retryable) == ("disk_full", False)

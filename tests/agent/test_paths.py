@@ -11,10 +11,15 @@ from agent.paths import (
     child_path,
     is_within,
     refuse_symlink,
+    remove_tree,
     target_path,
     tree_size,
     validate_target_name,
 )
+from tests.agent.conftest import make_deep_folders, snapshot
+
+# Deeper than Python's recursion limit (1000), and `d/` 2,100 times is past PATH_MAX (4096).
+DEEPER_THAN_PATH_MAX = 2100
 
 
 @pytest.mark.parametrize(
@@ -89,3 +94,43 @@ def test_tree_size_counts_files_and_does_not_follow_symlinks(tmp_path):
     (tree / "link").symlink_to(big)
 
     assert tree_size(str(tree)) == 8 + os.lstat(tree / "link").st_size
+
+
+def test_remove_tree_removes_everything_and_follows_no_symlink(tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "sub" / "keep").write_text("k")
+    tree = tmp_path / "tree"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "b" / "file").write_text("x")
+    (tree / "a" / "to-outside").symlink_to(outside)
+    (tree / "a" / "b" / "to-file").symlink_to(outside / "sub" / "keep")
+    before = snapshot(outside)
+
+    remove_tree(str(tree))
+
+    assert not tree.exists()
+    assert snapshot(outside) == before
+
+
+def test_remove_tree_of_a_symlink_removes_the_link_only(tmp_path):
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "keep").write_text("k")
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+
+    remove_tree(str(tmp_path / "link"))
+
+    assert sorted(os.listdir(tmp_path)) == ["target"]
+    assert (tmp_path / "target" / "keep").read_text() == "k"
+
+
+def test_trees_deeper_than_the_recursion_limit_and_path_max_are_measured_and_removed(tmp_path):
+    tree = tmp_path / "deep"
+    tree.mkdir()
+    (tree / "top.txt").write_bytes(b"12")
+    make_deep_folders(tree, DEEPER_THAN_PATH_MAX, "bottom.txt", b"12345")
+
+    assert tree_size(str(tree)) == 2 + 5
+    remove_tree(str(tree))
+
+    assert os.listdir(tmp_path) == []
