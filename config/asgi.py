@@ -7,13 +7,36 @@ Each server process also runs the sweeper that expires lapsed leases (`projects.
 
 import os
 
+import django
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup(set_prefix=False)
 
-application = ASGIStaticFilesHandler(get_asgi_application())
+# Paths whose requests may wait for a long time while doing nothing.
+LONG_POLL_PATHS = frozenset({"/api/v1/agent/lease"})
 
-from projects import sweeper  # noqa: E402 - needs the app registry that the line above loads
+
+class GitfleetASGIHandler(ASGIHandler):
+    """Django's ASGI handler, except that long polls get no thread of their own.
+
+    Django gives every request a `ThreadSensitiveContext`: the first synchronous step of the
+    request (a sync signal receiver or middleware) starts a thread that then lives, idle, until
+    the request ends, so 5,000 waiting long polls would be 5,000 threads. Outside such a context
+    those short synchronous steps share one thread instead; the long poll's database work runs
+    on `config.async_db`'s pool either way.
+    """
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in LONG_POLL_PATHS:
+            await self.handle(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+application = ASGIStaticFilesHandler(GitfleetASGIHandler())
+
+from projects import sweeper  # noqa: E402 - needs the app registry that setup() loaded
 
 sweeper.start()
