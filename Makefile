@@ -46,5 +46,13 @@ deploy-check: $(STAMP)
 	DEBUG=false SECRET_KEY=$$(head -c 48 /dev/urandom | base64) ALLOWED_HOSTS=gitfleet.example.com \
 		$(BIN)/python manage.py check --deploy --fail-level WARNING
 
+# Every benchmark at tiny sizes, so that none can rot (BENCHMARKS.md has the full runs). SQLite
+# unless DATABASE_URL names PostgreSQL; traffic to 127.0.0.1 only.
+BENCHMARKS := pickup_latency idle_capacity throughput eventlog_scale clone_overhead
+
+.PHONY: bench-smoke
+bench-smoke: $(STAMP)
+	@set -e; for bench in $(BENCHMARKS); do $(BIN)/python -m bench.$$bench --smoke; done
+
 clean:
 	rm -rf $(VENV)
