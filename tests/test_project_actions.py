@@ -72,20 +72,8 @@ def test_delete_supersedes_queued_pulls_then_deleted_when_the_node_reports(api, 
     assert response.json()["project"]["status"] == "deleting"
     lease = session.lease().json()
     assert lease["job"]["kind"] == "delete"
-    session.client.post(
-        f"/api/v1/agent/jobs/{lease['job']['id']}/complete",
-        {
-            "lease_token": lease["lease"]["token"],
-            "outcome": "succeeded",
-            "result": {
-                "commit": "",
-                "branch": "",
-                "local_path": "",
-                "duration_ms": 3,
-                "size_bytes": 0,
-            },
-        },
-        format="json",
+    assert (
+        session.succeed(lease["job"]["id"], lease["lease"]["token"], commit="").status_code == 200
     )
     status = api.get(f"/api/v1/projects/{ready['id']}/status").json()
     assert status["status"] == "deleted"
@@ -107,20 +95,8 @@ def test_delete_supersedes_queued_pulls_then_deleted_when_the_node_reports(api, 
 def test_a_deleted_name_can_be_used_again(api, ready, session):
     api.delete(f"/api/v1/projects/{ready['id']}")
     lease = session.lease().json()
-    session.client.post(
-        f"/api/v1/agent/jobs/{lease['job']['id']}/complete",
-        {
-            "lease_token": lease["lease"]["token"],
-            "outcome": "succeeded",
-            "result": {
-                "commit": "",
-                "branch": "",
-                "local_path": "",
-                "duration_ms": 3,
-                "size_bytes": 0,
-            },
-        },
-        format="json",
+    assert (
+        session.succeed(lease["job"]["id"], lease["lease"]["token"], commit="").status_code == 200
     )
 
     assert api.post("/api/v1/projects/clone", clone_body(), format="json").status_code == 202

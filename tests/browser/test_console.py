@@ -57,6 +57,15 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def create_admin(fleet) -> None:
+    fleet.site.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model; "
+        f"get_user_model().objects.create_superuser('admin', '', {ADMIN_PASSWORD!r})",
+    )
+
+
 def log_in(page: Page, url: str) -> None:
     page.goto(f"{url}/admin/login/")
     page.fill("#id_username", "admin")
@@ -67,12 +76,7 @@ def log_in(page: Page, url: str) -> None:
 
 def test_console_from_login_to_a_ready_project(fleet, make_upstream, git_daemon, browser_page):
     page, url = browser_page, fleet.server.url
-    fleet.site.manage(
-        "shell",
-        "-c",
-        "from django.contrib.auth import get_user_model; "
-        f"get_user_model().objects.create_superuser('admin', '', {ADMIN_PASSWORD!r})",
-    )
+    create_admin(fleet)
     fleet.site.create_node("sleepy")  # registered, never started: offline
     upstream = make_upstream("console-demo")
     head = upstream.commit({"README.md": "from the browser\n"})
@@ -114,12 +118,7 @@ def test_console_from_login_to_a_ready_project(fleet, make_upstream, git_daemon,
 
 def test_no_node_online_means_no_clone_action(fleet, browser_page):
     page, url = browser_page, fleet.server.url
-    fleet.site.manage(
-        "shell",
-        "-c",
-        "from django.contrib.auth import get_user_model; "
-        f"get_user_model().objects.create_superuser('admin', '', {ADMIN_PASSWORD!r})",
-    )
+    create_admin(fleet)
     log_in(page, url)
 
     page.goto(f"{url}/admin/projects/project/clone/")
@@ -131,12 +130,7 @@ def test_no_node_online_means_no_clone_action(fleet, browser_page):
 
 def test_browsable_api_and_swagger_render(fleet, browser_page):
     page, url = browser_page, fleet.server.url
-    fleet.site.manage(
-        "shell",
-        "-c",
-        "from django.contrib.auth import get_user_model; "
-        f"get_user_model().objects.create_superuser('admin', '', {ADMIN_PASSWORD!r})",
-    )
+    create_admin(fleet)
     log_in(page, url)
 
     page.goto(f"{url}/api/v1/projects/")
