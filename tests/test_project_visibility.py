@@ -168,7 +168,7 @@ def test_status_filter(world):
 
 
 @pytest.mark.parametrize(
-    "value", ["bogus", "PENDING", "pending ", "' OR 1=1 --", "pending,ready", "p%00"]
+    "value", ["", "bogus", "PENDING", "pending ", "' OR 1=1 --", "pending,ready", "p%00"]
 )
 def test_unknown_status_answers_400_naming_status(world, value):
     response = world["alice"].get("/api/v1/projects/", {"status": value})

@@ -67,9 +67,8 @@ class ProjectListView(generics.ListAPIView):
 
     def get_queryset(self):
         projects = selectors.with_open_jobs(selectors.visible_projects(self.request.user))
-        wanted_status = self.request.query_params.get("status")
-        if wanted_status:
-            projects = projects.filter(status=wanted_status)
+        if "status" in self.request.query_params:
+            projects = projects.filter(status=self.request.query_params["status"])
         node = self.request.query_params.get("node")
         if node:
             by_name = projects.filter(node__name__in=_node_name_or_nothing(node))
@@ -79,7 +78,7 @@ class ProjectListView(generics.ListAPIView):
 
     def list(self, request, *args, **kwargs):
         wanted_status = request.query_params.get("status")
-        if wanted_status and wanted_status not in ProjectStatus.values:
+        if wanted_status is not None and wanted_status not in ProjectStatus.values:
             raise ValidationError({"status": [f"Use one of: {', '.join(ProjectStatus.values)}."]})
         return super().list(request, *args, **kwargs)
 
