@@ -231,7 +231,7 @@ def wait_for(node: NodeAgents, project_id: str, predicate, what: str) -> dict:
     status = node.user.wait_until(
         project_id, lambda s: not s["active_job"] and s["status"] != "pending", what=what
     )
-    assert predicate(status), status
+    assert predicate(status), (status["status"], status["last_error"], status)
     return status
 
 
