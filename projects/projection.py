@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.db.models import Exists, OuterRef
+
 from projects import domain
 from projects.models import Event, Job, Project
 
@@ -200,10 +202,11 @@ def check(project_id: str) -> list[Drift]:
 
 def orphans() -> list[Drift]:
     """Project rows that no event stream accounts for."""
-    streams = Event.objects.values("project_id")
+    # NOT EXISTS, not NOT IN: PostgreSQL rescans a NOT IN subquery for every row.
+    has_events = Exists(Event.objects.filter(project_id=OuterRef("pk")))
     return [
         Drift(str(pk), "project", "row", "present", None)
-        for pk in Project.objects.exclude(pk__in=streams).values_list("pk", flat=True)
+        for pk in Project.objects.filter(~has_events).values_list("pk", flat=True)
     ]
 
 

@@ -137,3 +137,17 @@ def test_rebuild_check_catches_a_missing_job_row(project_id, capsys):
     assert "row: stored None, replayed 'present'" in capsys.readouterr().out
     call_command("rebuild_projections")
     assert Job.objects.filter(project_id=project_id).count() == 1
+
+
+@pytest.mark.django_db
+def test_rebuild_check_names_a_project_row_no_stream_accounts_for(project_id, capsys):
+    from django.utils import timezone
+
+    stray = Project.objects.get(pk=project_id)
+    stray.pk, stray.name = uuid.uuid4(), "stray"
+    stray.created_at = stray.updated_at = timezone.now()
+    stray.save(force_insert=True)
+
+    with pytest.raises(CommandError):
+        call_command("rebuild_projections", "--check")
+    assert f"project {stray.pk}: project row: stored 'present'" in capsys.readouterr().out
