@@ -1,8 +1,9 @@
 """Fixtures for the agent's tests: real git, real servers on 127.0.0.1, no Django in-process.
 
 The control plane is the real Gitfleet server (uvicorn on a database of its own, started by
-`tests/servers.py`), one per test module, with a node of its own for each test. Run them alone
-with `pytest tests/agent -p no:django --confcutdir=tests/agent`.
+`tests/servers.py`), one per test module, with a node of its own for each test. `served` and
+`git_daemon` come from `tests/e2e_fixtures.py`, shared with the end-to-end tests. Run them alone
+with `pytest tests/agent`.
 """
 
 from __future__ import annotations
@@ -24,11 +25,9 @@ from agent.git import JobControl
 from agent.operations import JobResult, perform
 from agent.validation import Job, parse_job
 from tests.agent.gitservers import (
-    GitDaemon,
     HttpGitServer,
     SilentServer,
     Upstream,
-    start_git_daemon,
     start_http_git_server,
     start_silent_server,
 )
@@ -66,14 +65,6 @@ def config(make_config: Callable[..., AgentConfig]) -> AgentConfig:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Path:
-    """The folder the git servers serve repositories from."""
-    path = tmp_path / "served"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def make_upstream(served: Path) -> Callable[..., Upstream]:
     def make(name: str = "repo", *, files: dict[str, str] | None = None) -> Upstream:
         upstream = Upstream(served, name)
@@ -86,13 +77,6 @@ def make_upstream(served: Path) -> Callable[..., Upstream]:
 @pytest.fixture
 def upstream(make_upstream: Callable[..., Upstream]) -> Upstream:
     return make_upstream()
-
-
-@pytest.fixture
-def git_daemon(served: Path) -> Iterator[GitDaemon]:
-    daemon = start_git_daemon(served)
-    yield daemon
-    daemon.stop()
 
 
 @pytest.fixture
