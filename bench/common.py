@@ -277,7 +277,7 @@ def database_connections(site: ServerSite, pid: int) -> dict[str, Any]:
             key = f"{state} ({application})" if application else state
             by_state[key] = by_state.get(key, 0) + count
         return {"total": sum(count for *_, count in rows), "by_state": by_state}
-    database_file = urlsplit(site.database_url).path
+    database_file = "/" + urlsplit(site.database_url).path.lstrip("/")  # sqlite:////abs/path
     count = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):

@@ -246,7 +246,11 @@ def run(args: argparse.Namespace) -> None:
     if max(args.idle) + 100 > limit:
         raise SystemExit(f"RLIMIT_NOFILE is {limit}: too low for {max(args.idle)} connections")
     with tempfile.TemporaryDirectory(prefix="gf-bench-") as tmp:
-        site = bench_site(Path(tmp), LONG_POLL_MAX_WAIT=str(max(50, args.wait)))
+        # A pool of 4 (the agent API's 4 database threads) plus the LISTEN connection: the
+        # process can never hold more than 5 connections, however many polls wait.
+        site = bench_site(
+            Path(tmp), LONG_POLL_MAX_WAIT=str(max(50, args.wait)), DB_POOL_MAX_SIZE="4"
+        )
         server = None
         try:
             user_token = site.create_user_token("bench")

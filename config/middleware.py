@@ -9,6 +9,7 @@ import uuid
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.security import SecurityMiddleware
 from django.utils.encoding import escape_uri_path
 from django.utils.functional import SimpleLazyObject, empty
 
@@ -160,3 +161,16 @@ def _who(request: HttpRequest) -> tuple[str | None, str | None]:
     if node is not None:
         return None, node.name
     return user.get_username(), None
+
+
+class InlineSecurityMiddleware(SecurityMiddleware):
+    """Django's `SecurityMiddleware` for an all-async stack (the agent API's): its checks and
+    headers do no I/O, so they run inline instead of each hopping to a thread and back."""
+
+    sync_capable = False
+
+    async def __acall__(self, request):
+        response = self.process_request(request)
+        if response is None:
+            response = await self.get_response(request)
+        return self.process_response(request, response)

@@ -52,6 +52,15 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Agent calls carry no cookie, session or CSRF token: `config.asgi` serves `/api/v1/agent/` with
+# this shorter stack, all of it async, so an agent call never hops to a thread for middleware.
+AGENT_API_MIDDLEWARE = [
+    "config.middleware.RequestLogMiddleware",
+    "config.middleware.InlineSecurityMiddleware",
+    "config.middleware.RequestIdMiddleware",
+    "config.middleware.JsonBodyLimitMiddleware",
+]
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"

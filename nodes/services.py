@@ -85,8 +85,12 @@ def record_presence(
     fresh = node.last_seen_at is not None and now - node.last_seen_at < timedelta(
         seconds=settings.NODE_PRESENCE_WRITE_SECONDS
     )
-    if heartbeat is None and (instance_id is None or instance_id == node.instance_id) and fresh:
-        return Presence(node=node)
+    if heartbeat is None and (instance_id is None or instance_id == node.instance_id):
+        if fresh:
+            return Presence(node=node)
+        # The usual case, one statement: the same instance as before, still the current one.
+        if Node.objects.filter(pk=node.pk, instance_id=node.instance_id).update(last_seen_at=now):
+            return Presence(node=node)
 
     superseded = False
     with transaction.atomic():

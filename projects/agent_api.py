@@ -12,7 +12,6 @@ each step), and it waits on the process's wake-up hub, so idle long polls cost m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -166,10 +165,19 @@ class ReleaseRequestSerializer(StrictSerializer):
 class AgentView(APIView):
     """Agent token only, JSON only, no throttling (presence is written throttled instead)."""
 
+    # Async to Django: the whole DRF request (authentication, validation, the service call) runs
+    # as one step on `config.async_db`'s pool, whose threads keep their database connections
+    # between requests. A sync view would get a fresh thread, and on SQLite a fresh connection,
+    # for every request.
+
     authentication_classes = [AgentTokenAuthentication]
     permission_classes = [IsAuthenticated]
     throttle_classes: list = []
     renderer_classes = [JSONRenderer]
+    view_is_async = True
+
+    async def dispatch(self, request, *args, **kwargs):
+        return await run_db(super().dispatch, request, *args, **kwargs)
 
     @property
     def node(self) -> Node:
@@ -230,24 +238,27 @@ class HeartbeatView(AgentView):
 class LeaseView(AgentView):
     """Long poll for the node's next job. Async: waiting costs no thread and no connection."""
 
+    # The request's database work is one step on the pool (authentication, presence, the first
+    # look for a job), then, only if woken, one more per look. A wait that runs out ends with 204
+    # without looking again: a job that appeared unannounced meanwhile is what the hub's periodic
+    # re-check wakes waiters for, and the agent's next poll leases it.
+
     async def dispatch(self, request, *args, **kwargs):
         self.args, self.kwargs = args, kwargs
         request = self.initialize_request(request, *args, **kwargs)
         self.request = request
         self.headers = self.default_response_headers
         try:
-            await run_db(self.initial, request, *args, **kwargs)
-            handler = getattr(self, request.method.lower(), self.http_method_not_allowed)
-            response = handler(request, *args, **kwargs)
-            if asyncio.iscoroutine(response):
-                response = await response
+            if request.method != "POST":
+                await run_db(self.initial, request, *args, **kwargs)
+                handler = getattr(self, request.method.lower(), self.http_method_not_allowed)
+                response = handler(request, *args, **kwargs)
+            else:
+                response = await self.post(request)
         except Exception as exc:
             response = self.handle_exception(exc)
         self.response = self.finalize_response(request, response, *args, **kwargs)
         return self.response
-
-    async def options(self, request, *args, **kwargs):
-        return super().options(request, *args, **kwargs)
 
     @extend_schema(
         request=LeaseRequestSerializer,
@@ -260,31 +271,51 @@ class LeaseView(AgentView):
         tags=["agent"],
     )
     async def post(self, request: Request) -> Response:
+        data, generation, grant = await run_db(self._first_look, request)
+        if grant is not None:
+            return Response(grant.as_json())
+        return await self._wait(data, generation)
+
+    def _first_look(self, request: Request) -> tuple[dict, int, leases.Grant | None]:
+        self.initial(request)
         serializer = LeaseRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        node, instance_id = self.node, str(data["instance_id"])
-        wait = data.get("wait", settings.LONG_POLL_DEFAULT_WAIT)
-        await run_db(_presence, node, instance_id)
+        _presence(self.node, str(data["instance_id"]))
+        generation = hub.generation(str(self.node.pk))
+        return data, generation, self._look(data, woken=False)
 
+    def _look(self, data: dict, *, woken: bool) -> leases.Grant | None:
+        return leases.lease(
+            node=self.node,
+            request_id=data["request_id"],
+            instance_id=str(data["instance_id"]),
+            woken=woken,
+        )
+
+    async def _wait(self, data: dict, generation: int) -> Response:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        woken = hub.register(str(node.pk))
+        deadline = loop.time() + data.get("wait", settings.LONG_POLL_DEFAULT_WAIT)
+        node_id = str(self.node.pk)
+        woken = hub.register(node_id)
         try:
+            if hub.generation(node_id) != generation:
+                woken.set()  # announced between the first look and registering
             while True:
-                woken.clear()
-                grant = await run_db(
-                    leases.lease, node=node, request_id=data["request_id"], instance_id=instance_id
-                )
-                if grant is not None:
-                    return Response(grant.as_json())
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return Response(status=204)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), timeout=remaining)
+                try:
+                    async with asyncio.timeout(remaining):  # no extra task, unlike wait_for
+                        await woken.wait()
+                except TimeoutError:
+                    return Response(status=204)
+                woken.clear()
+                grant = await run_db(self._look, data, woken=True)
+                if grant is not None:
+                    return Response(grant.as_json())
         finally:
-            hub.unregister(str(node.pk), woken)
+            hub.unregister(node_id, woken)
 
 
 class RenewView(AgentView):

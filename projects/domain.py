@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from config.exceptions import Conflict, Invalid, LeaseLost, NotFound
 
@@ -515,8 +515,26 @@ def _complete(state: Project, command: CompleteJob) -> list[NewEvent]:
 # --- evolve -----------------------------------------------------------------------------------
 
 
+_Frozen = TypeVar("_Frozen", Project, Job)
+
+
 def _when(value: str) -> datetime:
     return datetime.fromisoformat(value)
+
+
+def _changed(obj: _Frozen, **changes: Any) -> _Frozen:
+    """`dataclasses.replace` at a fifth of its cost: a rebuild folds a million events.
+
+    Like `copy.copy`, it makes a new instance from the old one's fields, and it sets `changes`
+    before anyone can see the copy, which is thus as frozen as one `replace` makes. Unlike
+    `replace` it does not run `__init__`, so nothing checks the names in `changes`: its callers,
+    all in this module, spell them out, and a property test holds it to `replace`.
+    """
+    copy = object.__new__(type(obj))
+    fields = copy.__dict__
+    fields.update(obj.__dict__)
+    fields.update(changes)
+    return copy
 
 
 def _with_job(state: Project, job: Job) -> dict[str, Job]:
@@ -525,28 +543,92 @@ def _with_job(state: Project, job: Job) -> dict[str, Job]:
 
 def _unleased(job: Job, **changes: Any) -> Job:
     """The job without a live lease. The token stays, so a repeated report can be recognised."""
-    return replace(job, lease_expires_at=None, progress={}, **changes)
+    return _changed(job, lease_expires_at=None, progress={}, **changes)
 
 
-def _checkout_status(state: Project) -> ProjectStatus:
+def _checkout_status(commit: str, jobs: dict[str, Job]) -> ProjectStatus:
     """What the project is when a job that would have changed its checkout did not."""
-    return _unless_deleting(state, ProjectStatus.READY if state.commit else ProjectStatus.FAILED)
+    return _unless_deleting(jobs, ProjectStatus.READY if commit else ProjectStatus.FAILED)
 
 
-def _unless_deleting(state: Project, status: ProjectStatus) -> ProjectStatus:
+def _unless_deleting(jobs: dict[str, Job], status: ProjectStatus) -> ProjectStatus:
     """A queued or running delete outranks what an earlier job's outcome would say."""
-    deleting = any(job.kind == JobKind.DELETE for job in state.open_jobs())
+    deleting = any(job.kind == JobKind.DELETE and job.is_open for job in jobs.values())
     return ProjectStatus.DELETING if deleting else status
 
 
-def evolve(state: Project, event: Event) -> Project:
-    """The project after `event`; never fails, never looks anywhere but its arguments."""
+def _job_after(job: Job, event: Event) -> Job | None:
+    """`job` after an event about it, or None when the event type does not change jobs."""
     data, at = event.data, event.recorded_at
-    state = replace(state, version=event.version, updated_at=at)
+    match event.type:
+        case EventType.JOB_LEASED:
+            return _changed(
+                job,
+                state=JobState.LEASED,
+                attempt=data["attempt"],
+                lease_token=data["lease_token"],
+                lease_request_id=data["request_id"],
+                lease_instance_id=data["instance_id"],
+                leased_at=at,
+                lease_expires_at=_when(data["expires_at"]),
+                progress={},
+                updated_at=at,
+            )
+        case EventType.JOB_LEASE_RENEWED:
+            return _changed(
+                job,
+                lease_expires_at=_when(data["expires_at"]),
+                progress=data.get("progress", job.progress),
+                updated_at=at,
+            )
+        case EventType.JOB_LEASE_EXPIRED:
+            return _unleased(
+                job,
+                state=JobState.QUEUED,
+                failures=job.failures + 1,
+                available_at=at,
+                updated_at=at,
+            )
+        case EventType.JOB_LEASE_RELEASED:
+            return _unleased(job, state=JobState.QUEUED, available_at=at, updated_at=at)
+        case EventType.JOB_ATTEMPT_FAILED:
+            return _unleased(
+                job,
+                state=JobState.QUEUED,
+                failures=job.failures + 1,
+                available_at=_when(data["retry_at"]),
+                error=data["error"],
+                updated_at=at,
+            )
+        case EventType.JOB_SUCCEEDED:
+            return _unleased(
+                job,
+                state=JobState.SUCCEEDED,
+                result=data["result"],
+                finished_at=at,
+                updated_at=at,
+            )
+        case EventType.JOB_FAILED:
+            return _unleased(
+                job, state=JobState.FAILED, error=data["error"], finished_at=at, updated_at=at
+            )
+        case EventType.JOB_CANCELLED:
+            return _unleased(job, state=JobState.CANCELLED, finished_at=at, updated_at=at)
+    return None
+
+
+def evolve(state: Project, event: Event) -> Project:
+    """The project after `event`; never fails, never looks anywhere but its arguments.
+
+    Every object that changes is copied once, with all of its changes at once.
+    """
+    data, at, version = event.data, event.recorded_at, event.version
 
     if event.type == EventType.PROJECT_CREATED:
-        return replace(
+        return _changed(
             state,
+            version=version,
+            updated_at=at,
             owner_id=data["owner_id"],
             name=data["name"],
             node_id=data["node_id"],
@@ -558,14 +640,12 @@ def evolve(state: Project, event: Event) -> Project:
             created_at=at,
         )
 
-    job = state.jobs.get(data.get("job_id", ""))
-
     if event.type == EventType.JOB_QUEUED:
         kind = JobKind(data["kind"])
         queued = Job(
             id=data["job_id"],
             kind=kind,
-            seq=event.version,
+            seq=version,
             state=JobState.QUEUED,
             max_attempts=data["max_attempts"],
             queued_at=at,
@@ -577,99 +657,70 @@ def evolve(state: Project, event: Event) -> Project:
             JobKind.PULL: state.status,
             JobKind.DELETE: ProjectStatus.DELETING,
         }[kind]
-        return replace(state, status=status, jobs=_with_job(state, queued))
+        return _changed(
+            state, version=version, updated_at=at, status=status, jobs=_with_job(state, queued)
+        )
 
-    if job is None:
-        # The job was not loaded: only decide()'s caller can know it is irrelevant.
-        return state
+    before = state.jobs.get(data.get("job_id", ""))
+    # A job that is not in `state` was not loaded: only decide()'s caller can know it is
+    # irrelevant.
+    job = None if before is None else _job_after(before, event)
+    if before is None or job is None:
+        return _changed(state, version=version, updated_at=at)
+    jobs = _with_job(state, job)
 
-    job = replace(job, updated_at=at)
-    match event.type:
-        case EventType.JOB_LEASED:
-            job = replace(
-                job,
-                state=JobState.LEASED,
-                attempt=data["attempt"],
-                lease_token=data["lease_token"],
-                lease_request_id=data["request_id"],
-                lease_instance_id=data["instance_id"],
-                leased_at=at,
-                lease_expires_at=_when(data["expires_at"]),
-                progress={},
-            )
-            return replace(state, jobs=_with_job(state, job))
-
-        case EventType.JOB_LEASE_RENEWED:
-            job = replace(
-                job,
-                lease_expires_at=_when(data["expires_at"]),
-                progress=data.get("progress", job.progress),
-            )
-            return replace(state, jobs=_with_job(state, job))
-
-        case EventType.JOB_LEASE_EXPIRED:
-            job = _unleased(job, state=JobState.QUEUED, failures=job.failures + 1, available_at=at)
-            return replace(state, jobs=_with_job(state, job))
-
-        case EventType.JOB_LEASE_RELEASED:
-            job = _unleased(job, state=JobState.QUEUED, available_at=at)
-            return replace(state, jobs=_with_job(state, job))
-
-        case EventType.JOB_ATTEMPT_FAILED:
-            job = _unleased(
-                job,
-                state=JobState.QUEUED,
-                failures=job.failures + 1,
-                available_at=_when(data["retry_at"]),
-                error=data["error"],
-            )
-            return replace(state, jobs=_with_job(state, job))
-
-        case EventType.JOB_SUCCEEDED:
-            result = data["result"]
-            job = _unleased(job, state=JobState.SUCCEEDED, result=result, finished_at=at)
-            state = replace(state, jobs=_with_job(state, job), last_error=None)
-            if job.kind == JobKind.DELETE:
-                return replace(
-                    state,
-                    status=ProjectStatus.DELETED,
-                    commit="",
-                    checkout_branch="",
-                    local_path="",
-                )
-            return replace(
+    if event.type == EventType.JOB_SUCCEEDED:
+        if job.kind == JobKind.DELETE:
+            return _changed(
                 state,
-                status=_unless_deleting(state, ProjectStatus.READY),
-                commit=result["commit"],
-                checkout_branch=result["branch"],
-                local_path=result["local_path"],
+                version=version,
+                updated_at=at,
+                jobs=jobs,
+                last_error=None,
+                status=ProjectStatus.DELETED,
+                commit="",
+                checkout_branch="",
+                local_path="",
             )
+        result = data["result"]
+        return _changed(
+            state,
+            version=version,
+            updated_at=at,
+            jobs=jobs,
+            last_error=None,
+            status=_unless_deleting(jobs, ProjectStatus.READY),
+            commit=result["commit"],
+            checkout_branch=result["branch"],
+            local_path=result["local_path"],
+        )
 
-        case EventType.JOB_FAILED:
-            job = _unleased(job, state=JobState.FAILED, error=data["error"], finished_at=at)
-            last_error = {**data["error"], "job_id": job.id, "kind": job.kind.value, "at": _iso(at)}
-            state = replace(state, jobs=_with_job(state, job), last_error=last_error)
-            if job.kind == JobKind.PULL:
-                return state
-            return replace(state, status=_checkout_status(state))
+    if event.type == EventType.JOB_FAILED:
+        last_error = {**data["error"], "job_id": job.id, "kind": job.kind.value, "at": _iso(at)}
+        status = state.status if job.kind == JobKind.PULL else _checkout_status(state.commit, jobs)
+        return _changed(
+            state, version=version, updated_at=at, jobs=jobs, last_error=last_error, status=status
+        )
 
-        case EventType.JOB_CANCELLED:
-            was_open = job.is_open
-            job = _unleased(job, state=JobState.CANCELLED, finished_at=at)
-            state = replace(state, jobs=_with_job(state, job))
-            if job.kind == JobKind.PULL or not was_open:
-                return state
-            last_error = {
-                "code": "cancelled",
-                "message": f"The {job.kind.value} job was cancelled ({data['reason']}).",
-                "retryable": True,
-                "job_id": job.id,
-                "kind": job.kind.value,
-                "at": _iso(at),
-            }
-            return replace(state, status=_checkout_status(state), last_error=last_error)
+    if event.type == EventType.JOB_CANCELLED and before.is_open and job.kind != JobKind.PULL:
+        last_error = {
+            "code": "cancelled",
+            "message": f"The {job.kind.value} job was cancelled ({data['reason']}).",
+            "retryable": True,
+            "job_id": job.id,
+            "kind": job.kind.value,
+            "at": _iso(at),
+        }
+        return _changed(
+            state,
+            version=version,
+            updated_at=at,
+            jobs=jobs,
+            status=_checkout_status(state.commit, jobs),
+            last_error=last_error,
+        )
 
-    return state
+    return _changed(state, version=version, updated_at=at, jobs=jobs)
 
 
 def fold(state: Project, events: Iterable[Event]) -> Project:

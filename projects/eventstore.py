@@ -4,10 +4,21 @@ Ordering of the global feed. Positions come from the event table's identity colu
 numbers out when rows are inserted, not when they commit. So that a reader of the feed never
 skips an event that commits late, every append on PostgreSQL takes `LOCK TABLE … IN EXCLUSIVE
 MODE` on the event table just before inserting: appends commit one at a time in position order,
-while plain `SELECT`s (ACCESS SHARE) are not blocked. SQLite serialises all writes anyway.
+while plain `SELECT`s (ACCESS SHARE) are not blocked. SQLite serialises all writes anyway. The
+lock is the last thing an append takes, after the projections are written, so that it is held
+for two statements (the `INSERT` and the `COMMIT`) rather than across the whole write.
+
+Optimistic concurrency: the projection's project row is updated only while it is still at the
+expected version (compare and set), and `UNIQUE(project_id, version)` on the log backs that up;
+either way a writer that lost the race gets `ConcurrencyError` and nothing it wrote survives.
 
 Lock order, to stay free of deadlocks: the project row (`load(lock=True)`, or the claim's
-`FOR UPDATE SKIP LOCKED`), then the event table, then that project's job rows.
+`FOR UPDATE SKIP LOCKED`), then that project's job rows, then the event table.
+
+Nested in a caller's transaction, `append` and `execute` work in a savepoint, so that a refusal
+leaves the caller's transaction usable; a caller that rolls back on any failure anyway passes
+`savepoint=False` and saves the two statements (`execute` does so for `append`, and the lease
+path for `execute`).
 """
 
 from __future__ import annotations
@@ -53,14 +64,16 @@ def append(
     *,
     meta: dict[str, Any],
     state: domain.Project | None = None,
+    savepoint: bool = True,
 ) -> Appended:
     """Appends `events` after `expected_version` and updates the projections, atomically.
 
     `state` is the decider state the events were decided on (loaded if not given). Raises
-    `ConcurrencyError` when the stream is no longer at `expected_version`.
+    `ConcurrencyError` when the stream is no longer at `expected_version`. Nested in a
+    transaction it works in a savepoint unless `savepoint=False` (as `execute` calls it).
     """
     project_id = str(project_id)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         if state is None:
             state = projection.load(project_id)
         if state.version != expected_version:
@@ -81,18 +94,19 @@ def append(
             )
             for offset, event in enumerate(events, start=1)
         ]
+        stored = [projection.stored_event(row) for row in rows]
+        new_state = domain.fold(state, stored)
+        if not projection.save_changes(new_state, previous=state):
+            raise ConcurrencyError(
+                f"Project {project_id} was changed concurrently at version {expected_version}."
+            )
         _lock_feed()
         try:
-            with transaction.atomic():
-                created = Event.objects.bulk_create(rows)
+            created = Event.objects.bulk_create(rows)
         except IntegrityError as exc:
             raise ConcurrencyError(
                 f"Project {project_id} was changed concurrently at version {expected_version}."
             ) from exc
-        stored = [projection.stored_event(row) for row in rows]
-        touched = {e.data["job_id"] for e in stored if "job_id" in e.data}
-        new_state = domain.fold(state, stored)
-        projection.save(new_state, job_ids=sorted(touched), created=expected_version == 0)
         return Appended(state=new_state, events=stored, positions=[row.position for row in created])
 
 
@@ -103,23 +117,32 @@ def execute(
     meta: dict[str, Any],
     job_ids: Sequence[str] = (),
     after: Callable[[Appended], None] | None = None,
+    savepoint: bool = True,
 ) -> Appended:
     """Loads the stream, decides, and appends, retrying when another writer got there first.
+
+    Inside a caller's transaction it works in a savepoint, so that a refusal leaves the caller's
+    transaction usable; a caller that rolls back on any error itself may pass `savepoint=False`
+    (one statement pair fewer per call), and then gets the `ConcurrencyError` without a retry.
 
     `command` may be a function of the state, for commands that depend on what is loaded.
     `after` runs inside the same transaction once the events are stored (e.g. a NOTIFY).
     """
-    for attempt in range(MAX_RETRIES):
+    nested = transaction.get_connection().in_atomic_block
+    retries = 1 if nested and not savepoint else MAX_RETRIES
+    for attempt in range(retries):
         try:
-            with transaction.atomic():
+            with transaction.atomic(savepoint=savepoint):
                 state = projection.load(project_id, job_ids=job_ids, lock=True)
                 decided = command(state) if callable(command) else command
                 events = domain.decide(state, decided)
-                appended = append(project_id, state.version, events, meta=meta, state=state)
+                appended = append(
+                    project_id, state.version, events, meta=meta, state=state, savepoint=False
+                )
                 if after is not None and appended.events:
                     after(appended)
                 return appended
         except ConcurrencyError:
-            if attempt == MAX_RETRIES - 1:
+            if attempt == retries - 1:
                 raise
     raise AssertionError("unreachable")

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from config.exceptions import Conflict, DomainError, NotFound
 from nodes.models import Node
-from projects import domain
+from projects import domain, projection
 from projects.eventstore import execute
 from projects.models import Job, JobState, Project
 from projects.wakeups import announce_if_leasable
@@ -26,18 +26,18 @@ from projects.wakeups import announce_if_leasable
 
 @dataclass(frozen=True)
 class Grant:
-    """A job handed to an agent, with its lease."""
+    """A job handed to an agent, with its lease, as the append that leased it left them."""
 
-    job: Job
-    project: Project
+    job: domain.Job
+    project: domain.Project
 
     def as_json(self) -> dict[str, Any]:
         job, project = self.job, self.project
         return {
             "job": {
-                "id": str(job.id),
-                "kind": job.kind,
-                "project_id": str(project.id),
+                "id": job.id,
+                "kind": job.kind.value,
+                "project_id": project.id,
                 "git_url": project.git_url,
                 "branch": project.branch,
                 "target_path": project.target_path,
@@ -55,10 +55,6 @@ class Grant:
 
 def _agent_meta(node: Node, **extra: Any) -> dict[str, Any]:
     return {"node_id": str(node.pk), **{k: v for k, v in extra.items() if v}}
-
-
-def _grant(job: Job) -> Grant:
-    return Grant(job=job, project=Project.objects.get(pk=job.project_id))
 
 
 def _node_job(node: Node, job_id: uuid.UUID | str) -> Job:
@@ -115,17 +111,24 @@ def nodes_with_leasable_jobs(node_ids: list[str]) -> set[str]:
     return {str(node_id) for node_id in due.values_list("node_id", flat=True).distinct()}
 
 
-def lease(*, node: Node, request_id: str, instance_id: str) -> Grant | None:
-    """Leases the next job of `node`, or returns the lease already given for `request_id`."""
-    again = Job.objects.filter(
-        node=node,
-        state=JobState.LEASED,
-        lease_request_id=request_id,
-        lease_instance_id=instance_id,
-    ).first()
-    if again is not None:
-        return _grant(again)
-    expire_leases(node=node)
+def lease(*, node: Node, request_id: str, instance_id: str, woken: bool = False) -> Grant | None:
+    """Leases the next job of `node`, or returns the lease already given for `request_id`.
+
+    `woken` is for a long poll's looks after its first, when a wake-up says work may have
+    appeared: the first look already answered a retried `request_id` and expired the node's
+    lapsed leases, so a woken look goes straight to the claim.
+    """
+    if not woken:
+        again = Job.objects.filter(
+            node=node,
+            state=JobState.LEASED,
+            lease_request_id=request_id,
+            lease_instance_id=instance_id,
+        ).first()
+        if again is not None:
+            state = projection.load(again.project_id, job_ids=[str(again.pk)])
+            return Grant(job=state.jobs[str(again.pk)], project=state)
+        expire_leases(node=node)
     for _ in range(5):
         now = timezone.now()
         with transaction.atomic():
@@ -148,18 +151,27 @@ def lease(*, node: Node, request_id: str, instance_id: str) -> Grant | None:
 
             try:
                 appended = execute(
-                    project_id, command, meta=_agent_meta(node, request_id=request_id)
+                    project_id,
+                    command,
+                    meta=_agent_meta(node, request_id=request_id),
+                    savepoint=False,  # on any refusal this whole transaction rolls back
                 )
             except Conflict:
-                continue  # the head changed under us (cancelled, backing off): look again
-        leased_id = appended.events[0].data["job_id"]
-        return _grant(Job.objects.get(pk=leased_id))
+                # The head changed under us (cancelled, backing off): roll back, look again.
+                transaction.set_rollback(True)
+                continue
+        state = appended.state
+        return Grant(job=state.jobs[appended.events[0].data["job_id"]], project=state)
     return None
 
 
-def _apply(project_id, job_id, command: domain.Command, meta: dict[str, Any]) -> None:
-    """Runs one command about one job through the decider, waking waiters if it frees work."""
-    execute(project_id, command, meta=meta, job_ids=[str(job_id)], after=announce_if_leasable)
+def _apply(project_id, job_id, command: domain.Command, meta: dict[str, Any]) -> domain.Job:
+    """Runs one command about one job through the decider, waking waiters if it frees work;
+    returns the job as it is afterwards."""
+    appended = execute(
+        project_id, command, meta=meta, job_ids=[str(job_id)], after=announce_if_leasable
+    )
+    return appended.state.jobs[str(job_id)]
 
 
 def _apply_if_still_due(project_id, job_id, command: domain.Command, meta: dict[str, Any]) -> bool:
@@ -182,8 +194,8 @@ def renew(
         lease_seconds=settings.LEASE_SECONDS,
         progress=progress or None,
     )
-    execute(job.project_id, command, meta=_agent_meta(node), job_ids=[str(job.pk)])
-    return Job.objects.values_list("lease_expires_at", flat=True).get(pk=job.pk)
+    appended = execute(job.project_id, command, meta=_agent_meta(node), job_ids=[str(job.pk)])
+    return appended.state.jobs[str(job.pk)].lease_expires_at
 
 
 def complete(
@@ -193,7 +205,7 @@ def complete(
     lease_token: str,
     result: dict | None = None,
     error: dict | None = None,
-) -> Job:
+) -> domain.Job:
     """Records the outcome once; the same report again changes nothing and answers the same."""
     job = _node_job(node, job_id)
     command = domain.CompleteJob(
@@ -204,15 +216,13 @@ def complete(
         error=error,
         retry_backoff_seconds=settings.RETRY_BACKOFF_SECONDS,
     )
-    _apply(job.project_id, job.pk, command, _agent_meta(node))
-    return Job.objects.get(pk=job.pk)
+    return _apply(job.project_id, job.pk, command, _agent_meta(node))
 
 
-def release(*, node: Node, job_id: uuid.UUID | str, lease_token: str, reason: str) -> Job:
+def release(*, node: Node, job_id: uuid.UUID | str, lease_token: str, reason: str) -> domain.Job:
     job = _node_job(node, job_id)
     command = domain.ReleaseLease(job_id=str(job.pk), reason=reason, lease_token=lease_token)
-    _apply(job.project_id, job.pk, command, _agent_meta(node))
-    return Job.objects.get(pk=job.pk)
+    return _apply(job.project_id, job.pk, command, _agent_meta(node))
 
 
 def release_other_instances(*, node: Node, instance_id: str) -> int:

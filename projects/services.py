@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
 from config.exceptions import Conflict, NotFound
 from nodes.models import Node
@@ -79,8 +79,7 @@ def request_clone(
         max_attempts=settings.LEASE_MAX_ATTEMPTS,
     )
     try:
-        with transaction.atomic():
-            execute(project_id, command, meta=_meta(owner, request_id), after=_wake)
+        execute(project_id, command, meta=_meta(owner, request_id), after=_wake)
     except IntegrityError as exc:  # a concurrent twin won the (owner, name) constraint
         raise Conflict(
             f"You already have a project named {name!r}.", field="name", code="duplicate_name"

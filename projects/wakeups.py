@@ -58,6 +58,7 @@ class Hub:
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = (
             defaultdict(set)
         )
+        self._generations: dict[str, int] = defaultdict(int)
         self._listener: asyncio.Task | None = None
         self._rechecks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
         self.listener_connected = False
@@ -85,8 +86,16 @@ class Hub:
             if not waiters:
                 del self._waiters[str(node_id)]
 
+    def generation(self, node_id: str) -> int:
+        """Counts the wakes `node_id` has had. A request that looked for work before it
+        registered compares this number from before its look with the one after registering:
+        a difference means work may have appeared in between, unseen."""
+        with self._lock:
+            return self._generations[str(node_id)] + self._generations[ALL_NODES]
+
     def wake(self, node_id: str) -> None:
         with self._lock:
+            self._generations[node_id] += 1
             if node_id == ALL_NODES:
                 targets = [w for waiters in self._waiters.values() for w in waiters]
             else:

@@ -29,10 +29,10 @@ def clone(owner, node, name: str = "demo") -> Project:
 def finish_head_job(node, project: Project) -> Project:
     """Leases the project's next job as the node's agent and reports success."""
     grant = leases.lease(node=node, request_id=uuid.uuid4().hex, instance_id=str(uuid.uuid4()))
-    assert grant is not None and grant.project.pk == project.pk
+    assert grant is not None and grant.project.id == str(project.pk)
     leases.complete(
         node=node,
-        job_id=grant.job.pk,
+        job_id=grant.job.id,
         lease_token=grant.job.lease_token,
         result={
             "commit": "c0ffee" * 6 + "abcd",

@@ -49,7 +49,7 @@ def test_200_jobs_50_projects_20_concurrent_agents(make_user, make_node):
                 job = grant.job
                 leases.complete(
                     node=worker_node,
-                    job_id=job.pk,
+                    job_id=job.id,
                     lease_token=job.lease_token,
                     result={
                         "commit": "" if job.kind == "delete" else "c" * 40,

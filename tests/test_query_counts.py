@@ -1,8 +1,12 @@
 """Reads stay cheap as data grows: listing does not run a query per project."""
 
-import pytest
+import uuid
 
-from projects import services
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from projects import leases, services
 
 pytestmark = pytest.mark.django_db
 
@@ -29,3 +33,46 @@ def test_listing_projects_runs_the_same_queries_for_3_or_30(
 
     assert response.json()["count"] == 30
     assert all(p["active_job"]["kind"] == "clone" for p in response.json()["results"])
+
+
+@pytest.mark.django_db(transaction=True)  # as in production: the lease is the outer transaction
+def test_a_lease_and_its_completion_take_a_fixed_handful_of_statements(user, node):
+    """The agent's hot path: no savepoints, no re-reads after the append, only changed columns.
+
+    SQLite: lease = request-id lookup, expiry scan, BEGIN, claim, project, open jobs, two
+    UPDATEs, INSERT, COMMIT; complete = the job's owner check, BEGIN, project, jobs, two
+    UPDATEs, INSERT, COMMIT. PostgreSQL adds the feed's LOCK TABLE to both and a pg_notify to
+    the completion (it may free the project's next job).
+    """
+    postgres = connection.vendor == "postgresql"
+    services.request_clone(
+        owner=user, name="p", git_url="https://h/r.git", branch="main", node=node
+    )
+
+    with CaptureQueriesContext(connection) as leasing:
+        grant = leases.lease(node=node, request_id="req-00001", instance_id=str(uuid.uuid4()))
+    with CaptureQueriesContext(connection) as completing:
+        job = leases.complete(
+            node=node,
+            job_id=grant.job.id,
+            lease_token=grant.job.lease_token,
+            result={
+                "commit": "a" * 40,
+                "branch": "main",
+                "local_path": "1_p",
+                "duration_ms": 1,
+                "size_bytes": 1,
+            },
+        )
+
+    assert job.state == "succeeded"
+    statements = [q["sql"] for q in leasing.captured_queries + completing.captured_queries]
+    assert not [sql for sql in statements if "SAVEPOINT" in sql]
+    assert len(leasing.captured_queries) == (11 if postgres else 10), statements
+    assert len(completing.captured_queries) == (10 if postgres else 8), statements
+    job_update = next(
+        sql
+        for sql in completing.captured_queries[::-1]
+        if sql["sql"].startswith('UPDATE "projects_job"')
+    )["sql"]
+    assert '"max_attempts"' not in job_update and '"kind"' not in job_update

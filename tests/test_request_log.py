@@ -9,14 +9,17 @@ import json
 import logging
 import time
 import uuid
+from unittest import mock
 
 import httpx
 import pytest
-from asgiref.sync import async_to_sync, iscoroutinefunction
+from asgiref.sync import SyncToAsync, async_to_sync, iscoroutinefunction
+from asgiref.testing import ApplicationCommunicator
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpResponse
 from django.test import AsyncClient
 
+from config.asgi import AgentAPIHandler
 from config.logging import JsonFormatter
 from config.middleware import RequestLogMiddleware
 from tests.conftest import AgentSession, clone_body
@@ -61,6 +64,7 @@ def test_a_person_s_request_is_logged_once_with_what_who_and_how_long(api, reque
     assert record.getMessage().endswith(" request_id=req-person-0001 user=alice")
 
 
+@pytest.mark.django_db(transaction=True)  # agent views do their work on their own connection
 def test_an_agent_s_request_names_its_node_not_a_person(agent, node, request_log):
     response = AgentSession(agent).heartbeat()
 
@@ -155,6 +159,52 @@ def test_no_middleware_makes_the_asgi_handler_hop_to_a_thread(settings, caplog):
     ASGIHandler()
 
     assert [r.getMessage() for r in caplog.records if "adapted" in r.getMessage()] == []
+
+
+def _sync_hops(app, path: str) -> tuple[int, list[str]]:
+    """Sends one POST through an ASGI app; returns its status and what it ran on a thread."""
+    hops: list[str] = []
+    original = SyncToAsync.__call__
+
+    def counting(self, *args, **kwargs):
+        hops.append(getattr(self.func, "__qualname__", repr(self.func)))
+        return original(self, *args, **kwargs)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 1),
+    }
+
+    async def send_one() -> int:
+        communicator = ApplicationCommunicator(app, scope)
+        await communicator.send_input({"type": "http.request", "body": b"{}"})
+        start = await communicator.receive_output(5)
+        await communicator.receive_output(5)
+        return start["status"]
+
+    with mock.patch.object(SyncToAsync, "__call__", counting):
+        status = async_to_sync(send_one)()
+    return status, hops
+
+
+@pytest.mark.django_db
+def test_agent_calls_run_no_middleware_on_a_thread():
+    """The agent API's own stack is async end to end; the site's stack (sessions, CSRF, …)
+    hops to a thread for each of its sync middleware, which is what the agent stack avoids."""
+    agent_status, agent_hops = _sync_hops(AgentAPIHandler(), "/api/v1/agent/heartbeat")
+    site_status, site_hops = _sync_hops(ASGIHandler(), "/api/v1/agent/heartbeat")
+
+    assert agent_status == site_status == 401
+    assert [hop for hop in agent_hops if "Middleware" in hop] == []
+    assert "SessionMiddleware.process_request" in site_hops
+    assert len(agent_hops) < len(site_hops) - 10
 
 
 def test_requests_served_asynchronously_are_logged_once(request_log):

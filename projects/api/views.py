@@ -29,7 +29,7 @@ from projects.models import Event, Job, Project, ProjectStatus
 
 
 def _accepted(project: Project, job: Job) -> Response:
-    project.refresh_from_db()
+    project = selectors.with_open_jobs(Project.objects.select_related("node")).get(pk=project.pk)
     body = AcceptedJobSerializer({"project": project, "job": job}).data
     return Response(body, status=status.HTTP_202_ACCEPTED)
 

@@ -15,9 +15,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, check: bool, **options):
         projects = drifted = 0
-        for replayed in projection.replay_all():
+        for replayed, drifts in projection.diffs(projection.replay_all()):
             projects += 1
-            drifts = projection.diff(replayed)
             if not drifts:
                 continue
             drifted += 1
