@@ -261,8 +261,8 @@ def process_status(pid: int) -> dict[str, int]:
 
 def database_connections(site: ServerSite, pid: int) -> dict[str, Any]:
     """Connections the server holds to its database. PostgreSQL: backends of the site's
-    database in pg_stat_activity, by state. SQLite: descriptors of the server process open on
-    the database file or its -wal/-shm companions."""
+    database in pg_stat_activity, by state. SQLite: the server process's descriptors on the
+    database file itself (one per connection), and on it and its -wal/-shm companions."""
     if site.postgres:
         import psycopg
 
@@ -278,16 +278,18 @@ def database_connections(site: ServerSite, pid: int) -> dict[str, Any]:
             by_state[key] = by_state.get(key, 0) + count
         return {"total": sum(count for *_, count in rows), "by_state": by_state}
     database_file = "/" + urlsplit(site.database_url).path.lstrip("/")  # sqlite:////abs/path
-    count = 0
+    connections = descriptors = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(database_file):
-                count += 1
-    return {"total": count, "file_descriptors_on_database_files": count}
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            descriptors += target.startswith(database_file)
+            connections += target == database_file  # each connection opens the file once
+    return {"total": connections, "file_descriptors_on_database_files": descriptors}
 
 
-def metric(server_url: str, name: str) -> float | None:
-    """One unlabelled value from the server's /metrics (BENCH_SETTINGS has the token)."""
+def metrics(server_url: str) -> dict[str, float]:
+    """Every series of one scrape of the server's /metrics (BENCH_SETTINGS has the token),
+    keyed by name and labels as written, e.g. `x_bucket{generation="2",le="0.1"}`."""
     import httpx
 
     response = httpx.get(
@@ -296,10 +298,17 @@ def metric(server_url: str, name: str) -> float | None:
         timeout=30,
     )
     response.raise_for_status()
+    series = {}
     for line in response.text.splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.split()[1])
-    return None
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            series[name] = float(value)
+    return series
+
+
+def metric(server_url: str, name: str) -> float | None:
+    """One value from the server's /metrics."""
+    return metrics(server_url).get(name)
 
 
 # --- A small HTTP client for synthetic agents ---------------------------------------------------

@@ -38,6 +38,7 @@ from bench.common import (
     log,
     make_nodes,
     metric,
+    metrics,
     process_status,
     raise_open_files_limit,
     ratio,
@@ -140,6 +141,7 @@ async def observe(site, server: ServerProcess, fleet: IdleFleet, seconds: float)
     rss, connections, fds = [], [], []
     by_state: dict = {}
     started, cpu, polls = time.monotonic(), _cpu_seconds(pid), fleet.polls
+    gc_before = await asyncio.to_thread(gc_pauses, server.url)
     end = started + seconds
     while True:
         status = process_status(pid)
@@ -154,6 +156,7 @@ async def observe(site, server: ServerProcess, fleet: IdleFleet, seconds: float)
         await asyncio.sleep(1)
     final = process_status(pid)
     elapsed = time.monotonic() - started
+    gc_after = await asyncio.to_thread(gc_pauses, server.url)
     return {
         "rss_mib": round(max(rss) / 1024, 1),
         "rss_peak_mib": round(final["VmHWM"] / 1024, 1),
@@ -164,7 +167,30 @@ async def observe(site, server: ServerProcess, fleet: IdleFleet, seconds: float)
         "db_connections_at_max": by_state,
         "server_cpu_percent": round(100 * (_cpu_seconds(pid) - cpu) / elapsed, 1),
         "idle_repolls_per_s": round((fleet.polls - polls) / elapsed, 1),
+        # The server's garbage collector meanwhile: full (generation 2) collections, their
+        # total pause, and pauses of any generation over 100 ms.
+        "gc_full_collections": gc_after["full"] - gc_before["full"],
+        "gc_full_pause_s": round(gc_after["full_s"] - gc_before["full_s"], 3),
+        "gc_pauses_over_100_ms": gc_after["over_100_ms"] - gc_before["over_100_ms"],
     }
+
+
+def gc_pauses(server_url: str) -> dict[str, float]:
+    """The server's `gitfleet_gc_pause_seconds` histogram, summed up."""
+    families = {
+        "full": 'gitfleet_gc_pause_seconds_count{generation="2"}',
+        "full_s": 'gitfleet_gc_pause_seconds_sum{generation="2"}',
+    }
+    scraped = metrics(server_url)
+    out = {key: scraped.get(name, 0.0) for key, name in families.items()}
+    over = 0.0
+    for generation in ("0", "1", "2"):
+        labels = f'generation="{generation}"'
+        total = scraped.get(f'gitfleet_gc_pause_seconds_bucket{{{labels},le="+Inf"}}', 0.0)
+        quick = scraped.get(f'gitfleet_gc_pause_seconds_bucket{{{labels},le="0.1"}}', 0.0)
+        over += total - quick
+    out["over_100_ms"] = over
+    return out
 
 
 async def run_levels(args: argparse.Namespace, site, server, user_token: str, nodes) -> None:

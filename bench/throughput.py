@@ -151,8 +151,8 @@ def run(args: argparse.Namespace) -> None:
                     "clones_per_s_through_services": queued[1]["clones_per_s"],
                 }
             )
-            server = ServerProcess(site)
-            log(f"server pid {server.process.pid}")
+            server = ServerProcess(site, workers=args.workers)
+            log(f"server pid {server.process.pid} ({args.workers} worker process(es))")
             asyncio.run(warm_up(server.url, nodes, instances))
             rows = {}
             for name, group, jobs in (
@@ -167,6 +167,7 @@ def run(args: argparse.Namespace) -> None:
                 rows[name] = {
                     "phase": name,
                     "agents": len(group),
+                    "server_processes": args.workers,
                     "cycles": phase.cycles,
                     "seconds": round(elapsed, 2),
                     "cycles_per_s": round(phase.cycles / elapsed, 1),
@@ -203,8 +204,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15, help="length of each phase")
     parser.add_argument("--jobs-per-agent", type=int, default=250, help="clones queued per node")
     parser.add_argument("--baseline-jobs", type=int, default=2000, help="clones for the 1 agent")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes (PostgreSQL only for >1)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     args = parser.parse_args()
+    if args.workers > 1 and database_url() == "sqlite":
+        parser.error("--workers above 1 needs PostgreSQL: SQLite wake-ups stay in one process")
     stop_on_sigterm()
     if args.smoke:
         args.agents, args.seconds, args.jobs_per_agent, args.baseline_jobs = 4, 2, 10, 20

@@ -1,15 +1,17 @@
 """Prometheus metrics at `/metrics`, for operators holding `METRICS_TOKEN`.
 
 Job, queue and node figures are read from the database at scrape time, so every server process
-reports the same fleet-wide values (aggregate them with `max`, not `sum`). Long polls held and
-the process metrics describe the process that answered.
+reports the same fleet-wide values (aggregate them with `max`, not `sum`). Long polls held, the
+garbage collector's pauses and the process metrics describe the process that answered.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -19,7 +21,7 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q,
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (
     GaugeMetricFamily,
@@ -157,6 +159,26 @@ def _lease_to_complete() -> Iterator[tuple[list[str], list[tuple[str, float]], f
 
 _collector = FleetCollector()
 REGISTRY.register(_collector)
+
+GC_PAUSES = Histogram(
+    "gitfleet_gc_pause_seconds",
+    "Collections of this process's garbage collector, by generation; every thread waits "
+    "each one out, so a long one delays every request in flight.",
+    ["generation"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+_gc_started = 0.0
+
+
+def _time_collection(phase: str, info: dict) -> None:
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.perf_counter()
+    else:
+        GC_PAUSES.labels(str(info["generation"])).observe(time.perf_counter() - _gc_started)
+
+
+gc.callbacks.append(_time_collection)
 
 
 def _authorized(request: HttpRequest, token: str) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from config.exceptions import Conflict, DomainError, NotFound
@@ -72,9 +73,11 @@ def job_kind(*, node: Node, job_id: uuid.UUID | str) -> str:
 # --- Leasing ----------------------------------------------------------------------------------
 
 
-def _claim_candidate(node: Node, now: datetime) -> str | None:
-    """Locks and returns the project of the oldest leasable job of `node`, skipping projects
-    another transaction holds. A job is leasable when it is the first open job of its project.
+def claim_query(node: Node, now: datetime) -> tuple[str, list[Any]]:
+    """The claim's SQL and parameters: the project of the oldest leasable job of `node`,
+    locked, skipping projects another transaction holds. A job is leasable when its time has
+    come and it is the first open job of its project. The `job_claim` index serves it in queue
+    order, so the scan stops at the first leasable job however deep the queue.
     """
     job, project = Job._meta.db_table, Project._meta.db_table
     lock = "FOR UPDATE OF p SKIP LOCKED" if connection.vendor == "postgresql" else ""
@@ -97,8 +100,13 @@ def _claim_candidate(node: Node, now: datetime) -> str | None:
         JobState.QUEUED.value,
         JobState.LEASED.value,
     ]
+    return sql, params
+
+
+def _claim_candidate(node: Node, now: datetime) -> str | None:
+    """Locks and returns the project of the oldest leasable job of `node` (`claim_query`)."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(*claim_query(node, now))
         row = cursor.fetchone()
     return str(uuid.UUID(str(row[0]))) if row else None
 
@@ -114,21 +122,28 @@ def nodes_with_leasable_jobs(node_ids: list[str]) -> set[str]:
 def lease(*, node: Node, request_id: str, instance_id: str, woken: bool = False) -> Grant | None:
     """Leases the next job of `node`, or returns the lease already given for `request_id`.
 
-    `woken` is for a long poll's looks after its first, when a wake-up says work may have
-    appeared: the first look already answered a retried `request_id` and expired the node's
-    lapsed leases, so a woken look goes straight to the claim.
+    A first look answers a retried `request_id`, expires the node's lapsed leases, and, when
+    nothing is due (the usual answer to an idle fleet's polls), returns after two reads without
+    opening a write transaction. `woken` is for a long poll's looks after its first, when a
+    wake-up says work may have appeared: those go straight to the claim.
     """
     if not woken:
-        again = Job.objects.filter(
-            node=node,
-            state=JobState.LEASED,
-            lease_request_id=request_id,
-            lease_instance_id=instance_id,
-        ).first()
-        if again is not None:
-            state = projection.load(again.project_id, job_ids=[str(again.pk)])
-            return Grant(job=state.jobs[str(again.pk)], project=state)
-        expire_leases(node=node)
+        now = timezone.now()
+        # One query for both: the lease already given for this request, and lapsed leases.
+        leased = Job.objects.filter(node=node, state=JobState.LEASED).filter(
+            Q(lease_request_id=request_id, lease_instance_id=instance_id)
+            | Q(lease_expires_at__lt=now)
+        )
+        fields = ("id", "project_id", "lease_request_id", "lease_instance_id")
+        rows = list(leased.values_list(*fields)[:100])
+        for job_id, project_id, given_for, given_to in rows:
+            if (given_for, str(given_to)) == (request_id, str(instance_id)):
+                state = projection.load(project_id, job_ids=[str(job_id)])
+                return Grant(job=state.jobs[str(job_id)], project=state)
+        expired = _expire([(job_id, project_id) for job_id, project_id, *_ in rows], now)
+        due = Job.objects.filter(node=node, state=JobState.QUEUED, available_at__lte=now)
+        if not expired and not due.exists():
+            return None  # an idle node's poll: two reads, no transaction
     for _ in range(5):
         now = timezone.now()
         with transaction.atomic():
@@ -248,10 +263,15 @@ def expire_leases(*, node: Node | None = None, limit: int = 100) -> int:
     expired = Job.objects.filter(state=JobState.LEASED, lease_expires_at__lt=now)
     if node is not None:
         expired = expired.filter(node=node)
+    return _expire(expired.values_list("id", "project_id")[:limit], now)
+
+
+def _expire(jobs, now: datetime) -> int:
+    """Expires the leases of `jobs` ((job id, project id) pairs) that are still lapsed."""
     meta = {"system": "lease_expiry"}
     return sum(
         _apply_if_still_due(project_id, job_id, domain.ExpireLease(str(job_id), now), meta)
-        for job_id, project_id in expired.values_list("id", "project_id")[:limit]
+        for job_id, project_id in jobs
     )
 
 

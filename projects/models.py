@@ -125,7 +125,9 @@ class Job(models.Model):
             models.UniqueConstraint(fields=["project", "seq"], name="job_project_seq"),
         ]
         indexes = [
-            models.Index(fields=["node", "state", "available_at"], name="job_claim"),
+            # The claim walks a node's queued jobs oldest first and stops at the first it may
+            # lease; `available_at` is checked in the index, without visiting the row.
+            models.Index(fields=["node", "state", "queued_at", "available_at"], name="job_claim"),
             models.Index(fields=["state", "lease_expires_at"], name="job_lease_expiry"),
         ]
 

@@ -102,7 +102,9 @@ class ServerSite:
 class ServerProcess:
     """uvicorn serving `config.asgi` on 127.0.0.1 for one `ServerSite`."""
 
-    def __init__(self, site: ServerSite, *, port: int | None = None, **settings: str):
+    def __init__(
+        self, site: ServerSite, *, port: int | None = None, workers: int = 1, **settings: str
+    ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = site.tmp_path / f"server-{self.port}.log"
@@ -122,6 +124,7 @@ class ServerProcess:
                 "off",
                 "--timeout-graceful-shutdown",
                 "2",
+                *(["--workers", str(workers)] if workers > 1 else []),
             ],
             cwd=ROOT,
             env={**site.env, **settings},

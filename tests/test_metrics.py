@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import uuid
@@ -89,6 +90,19 @@ def test_metrics_are_scraped_from_each_process_without_an_https_redirect(client,
 
     assert scrape(client).status_code == 200
     assert client.get("/api/v1/").status_code == 301
+
+
+@pytest.mark.usefixtures("metrics_on")
+@pytest.mark.django_db
+def test_metrics_time_the_garbage_collector_s_pauses(client):
+    before = samples(scrape(client).content.decode())
+    full_before = before.get(("gitfleet_gc_pause_seconds_count", frozenset({("generation", "2")})))
+
+    gc.collect()
+    after = samples(scrape(client).content.decode())
+
+    assert value(after, "gitfleet_gc_pause_seconds_count", generation="2") >= (full_before or 0) + 1
+    assert value(after, "gitfleet_gc_pause_seconds_sum", generation="2") > 0
 
 
 def test_metrics_are_not_part_of_the_api_schema():

@@ -5,6 +5,7 @@ import uuid
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from projects import leases, services
 
@@ -76,3 +77,41 @@ def test_a_lease_and_its_completion_take_a_fixed_handful_of_statements(user, nod
         if sql["sql"].startswith('UPDATE "projects_job"')
     )["sql"]
     assert '"max_attempts"' not in job_update and '"kind"' not in job_update
+
+
+def test_the_claim_reads_a_node_s_queue_in_order_without_sorting_it(user, node):
+    """With thousands of jobs queued for one node, a lease must not read and sort them all:
+    the plan walks the `job_claim` index in queue order and stops at the first leasable job."""
+    for index in range(30):
+        services.request_clone(
+            owner=user, name=f"p{index}", git_url="https://h/r.git", branch="main", node=node
+        )
+    sql, params = leases.claim_query(node, timezone.now())
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL enable_seqscan = off")  # 30 rows would not need an index
+            cursor.execute("EXPLAIN " + sql, params)
+        else:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+        plan = "\n".join(str(row) for row in cursor.fetchall())
+
+    assert "job_claim" in plan, plan
+    assert "Sort" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_node_s_poll_reads_twice_and_writes_nothing(user, node, make_node):
+    """Most polls of a fleet find nothing: they must not open a write transaction."""
+    other, _ = make_node("node-2")
+    services.request_clone(
+        owner=user, name="p", git_url="https://h/r.git", branch="main", node=other
+    )
+
+    with CaptureQueriesContext(connection) as polling:
+        grant = leases.lease(node=node, request_id="req-00001", instance_id=str(uuid.uuid4()))
+
+    assert grant is None
+    statements = [q["sql"] for q in polling.captured_queries]
+    assert len(statements) == 2, statements
+    assert all(sql.startswith("SELECT") for sql in statements), statements
