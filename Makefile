@@ -48,7 +48,7 @@ deploy-check: $(STAMP)
 
 # Every benchmark at tiny sizes, so that none can rot (BENCHMARKS.md has the full runs). SQLite
 # unless DATABASE_URL names PostgreSQL; traffic to 127.0.0.1 only.
-BENCHMARKS := pickup_latency idle_capacity throughput eventlog_scale clone_overhead
+BENCHMARKS := pickup_latency idle_capacity throughput eventlog_scale clone_overhead held_poll_gc
 
 .PHONY: bench-smoke
 bench-smoke: $(STAMP)

@@ -52,8 +52,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-# Agent calls carry no cookie, session or CSRF token: `config.asgi` serves `/api/v1/agent/` with
-# this shorter stack, all of it async, so an agent call never hops to a thread for middleware.
+# Agent calls carry no cookie, session or CSRF token: `config.handlers` serves `/api/v1/agent/`
+# with this shorter stack, all of it async, so an agent call never hops to a thread for middleware.
 AGENT_API_MIDDLEWARE = [
     "config.middleware.RequestLogMiddleware",
     "config.middleware.InlineSecurityMiddleware",

@@ -41,8 +41,11 @@ class Fleet:
         return server
 
     def start_agent(self, **settings: str) -> AgentProcess:
+        """Starts an agent and returns once the server has seen its node online, so that a
+        clone asked for next is not refused as offline while the first heartbeat travels."""
         agent = AgentProcess(self.server.url, self.agent_token, self.storage, **settings)
         self.agents.append(agent)
+        self.user.wait_for_node_online("node-1")
         return agent
 
     def close(self) -> None:

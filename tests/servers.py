@@ -262,6 +262,17 @@ class UserClient:
         assert response.status_code == 200, response.text
         return response.json()["results"]
 
+    def wait_for_node_online(self, name: str, timeout: float = 30) -> None:
+        """Polls the node list (bounded) until node `name` is online."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.http.get("/api/v1/nodes/")
+            assert response.status_code == 200, response.text
+            if any(n["name"] == name and n["online"] for n in response.json()["results"]):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"node {name} did not come online within {timeout} s")
+
     def wait_until(self, project_id: str, predicate, timeout: float = 60, what: str = "") -> dict:
         """Polls the status (bounded) until `predicate(status)` holds."""
         deadline = time.monotonic() + timeout

@@ -19,7 +19,7 @@ from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpResponse
 from django.test import AsyncClient
 
-from config.asgi import AgentAPIHandler
+from config.handlers import AgentAPIHandler
 from config.logging import JsonFormatter
 from config.middleware import RequestLogMiddleware
 from tests.conftest import AgentSession, clone_body

@@ -1,0 +1,69 @@
+"""The ASGI handlers `config.asgi` serves: the agent API's async stack and the site's sync one.
+
+Importing this module starts nothing; `config.asgi` builds the application and starts the
+process's sweeper.
+"""
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.base import BaseHandler
+from django.core.handlers.exception import convert_exception_to_response
+from django.utils.module_loading import import_string
+
+# The agent API: its views are async and do their database work on `config.async_db`'s pool.
+AGENT_API_PREFIX = "/api/v1/agent/"
+
+
+class AgentAPIHandler(ASGIHandler):
+    """Django's ASGI handler for the agent API: no thread of its own per request, and its own
+    short middleware stack (`settings.AGENT_API_MIDDLEWARE`), async from end to end.
+
+    Django gives every request a `ThreadSensitiveContext`: the first synchronous step of the
+    request (a sync signal receiver or middleware) starts a thread that then lives, idle, until
+    the request ends, so 5,000 waiting long polls would be 5,000 threads, and every other agent
+    call would start and stop one. Outside such a context those short synchronous steps share
+    one thread instead; the agent views' own work runs on `config.async_db`'s pool either way.
+    Each sync middleware would add two such hops per call, hence the async-only stack.
+    """
+
+    async def __call__(self, scope, receive, send):
+        await self.handle(scope, receive, send)
+
+    def load_middleware(self, is_async=False):
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        handler = convert_exception_to_response(self._get_response_async)
+        for path in reversed(settings.AGENT_API_MIDDLEWARE):
+            middleware = import_string(path)
+            if not getattr(middleware, "async_capable", False):
+                raise ImproperlyConfigured(f"AGENT_API_MIDDLEWARE: {path} is not async-capable.")
+            handler = convert_exception_to_response(middleware(handler))
+        self._middleware_chain = handler
+
+
+class GitfleetASGIHandler(ASGIHandler):
+    """Django's ASGI handler, handing the agent API to `AgentAPIHandler`.
+
+    Everything else (the user API, the admin, the docs) is sync: sessions, CSRF and the admin's
+    middleware are sync-only, and in Django's async stack each of their hooks would hop to a
+    thread and back, about sixteen hops per request. Here the whole sync stack, middleware and
+    view, runs in one hop, as it would under WSGI.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.agent_api = AgentAPIHandler()
+        self.sync_stack = BaseHandler()
+        self.sync_stack.load_middleware(is_async=False)
+
+    async def get_response_async(self, request):
+        return await sync_to_async(self.sync_stack.get_response, thread_sensitive=True)(request)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith(AGENT_API_PREFIX):
+            await self.agent_api(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
