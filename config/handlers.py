@@ -8,7 +8,6 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.asgi import ASGIHandler
-from django.core.handlers.base import BaseHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.utils.module_loading import import_string
 
@@ -56,11 +55,12 @@ class GitfleetASGIHandler(ASGIHandler):
     def __init__(self):
         super().__init__()
         self.agent_api = AgentAPIHandler()
-        self.sync_stack = BaseHandler()
-        self.sync_stack.load_middleware(is_async=False)
+
+    def load_middleware(self, is_async=False):
+        super().load_middleware(is_async=False)  # the sync stack, whatever Django asks for
 
     async def get_response_async(self, request):
-        return await sync_to_async(self.sync_stack.get_response, thread_sensitive=True)(request)
+        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith(AGENT_API_PREFIX):

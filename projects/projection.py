@@ -109,20 +109,14 @@ def _valid_uuids(values: Iterable[str]) -> list[uuid.UUID]:
 
 def save(state: domain.Project, *, job_ids: Iterable[str], created: bool) -> None:
     """Writes the project row and the rows of `job_ids` as `state` has them."""
-    values = {name: getattr(state, name) for name in _PROJECT_FIELDS}
-    values["status"] = state.status.value
     if created:
-        Project.objects.create(
-            id=state.id, owner_id=state.owner_id, node_id=state.node_id, **values
-        )
+        _insert_project(state)
     else:
-        Project.objects.filter(pk=state.id).update(**values)
+        Project.objects.filter(pk=state.id).update(**_project_values(state))
     for job_id in job_ids:
         job = state.jobs[job_id]
-        fields = _job_values(job)
-        updated = Job.objects.filter(pk=job.id).update(**fields)
-        if not updated:
-            Job.objects.create(id=job.id, project_id=state.id, node_id=state.node_id, **fields)
+        if not Job.objects.filter(pk=job.id).update(**_job_values(job)):
+            _insert_job(state, job)
 
 
 def save_changes(state: domain.Project, *, previous: domain.Project) -> bool:
@@ -134,48 +128,52 @@ def save_changes(state: domain.Project, *, previous: domain.Project) -> bool:
     returns False, having written nothing, when another writer moved it first.
     """
     if previous.version == 0:
-        values = {name: _column(getattr(state, name)) for name in _PROJECT_FIELDS}
-        Project.objects.create(
-            id=state.id, owner_id=state.owner_id, node_id=state.node_id, **values
-        )
+        _insert_project(state)
         for job in state.jobs.values():
-            Job.objects.create(
-                id=job.id, project_id=state.id, node_id=state.node_id, **_job_values(job)
-            )
+            _insert_job(state, job)
         return True
-    changed = {
-        name: _column(getattr(state, name))
-        for name in _PROJECT_FIELDS
-        if getattr(state, name) != getattr(previous, name)
-    }
+    changed = _changed_values(previous, state, _PROJECT_FIELDS)
     moved = Project.objects.filter(pk=state.id, version=previous.version).update(**changed)
     if not moved:
         return False
     for job_id, job in state.jobs.items():
         before = previous.jobs.get(job_id)
         if before is None:
-            Job.objects.create(
-                id=job.id, project_id=state.id, node_id=state.node_id, **_job_values(job)
-            )
+            _insert_job(state, job)
         elif job != before:
-            fields = {
-                name: _column(getattr(job, name))
-                for name in _JOB_FIELDS
-                if getattr(job, name) != getattr(before, name)
-            }
-            Job.objects.filter(pk=job.id).update(**fields)
+            Job.objects.filter(pk=job.id).update(**_changed_values(before, job, _JOB_FIELDS))
     return True
 
 
+def _insert_project(state: domain.Project) -> None:
+    Project.objects.create(
+        id=state.id, owner_id=state.owner_id, node_id=state.node_id, **_project_values(state)
+    )
+
+
+def _insert_job(state: domain.Project, job: domain.Job) -> None:
+    Job.objects.create(id=job.id, project_id=state.id, node_id=state.node_id, **_job_values(job))
+
+
 def _column(value: Any) -> Any:
+    """A decider value as its column holds it (enums by their value)."""
     return value.value if isinstance(value, Enum) else value
 
 
+def _project_values(state: domain.Project) -> dict[str, Any]:
+    return {name: _column(getattr(state, name)) for name in _PROJECT_FIELDS}
+
+
+def _changed_values(before: Any, after: Any, names: Iterable[str]) -> dict[str, Any]:
+    return {
+        name: _column(getattr(after, name))
+        for name in names
+        if getattr(after, name) != getattr(before, name)
+    }
+
+
 def _job_values(job: domain.Job) -> dict[str, Any]:
-    fields = {name: getattr(job, name) for name in _JOB_FIELDS}
-    fields["kind"] = job.kind.value
-    fields["state"] = job.state.value
-    return fields
+    return {name: _column(getattr(job, name)) for name in _JOB_FIELDS}
 
 
 # --- Rebuild ----------------------------------------------------------------------------------
@@ -284,10 +282,11 @@ def _drifts(
     drifts: list[Drift] = []
     if row is None:
         return [Drift(replayed.id, "project", "row", None, "present")]
-    expected = {name: getattr(replayed, name) for name in _PROJECT_FIELDS}
-    expected["status"] = replayed.status.value
-    expected["owner_id"] = replayed.owner_id
-    expected["node_id"] = replayed.node_id
+    expected = {
+        **_project_values(replayed),
+        "owner_id": replayed.owner_id,
+        "node_id": replayed.node_id,
+    }
     actual = {name: getattr(row, name) for name in _PROJECT_FIELDS}
     actual["owner_id"] = row.owner_id
     actual["node_id"] = str(row.node_id)
