@@ -38,8 +38,8 @@ from bench.common import (
     stop_on_sigterm,
     summary,
 )
-from tests.agent.gitservers import TEST_GIT_ENV, Upstream, git, start_git_daemon
-from tests.servers import AgentProcess, UserClient
+from tests.support.gitservers import TEST_GIT_ENV, Upstream, git, start_git_daemon
+from tests.support.servers import AgentProcess, UserClient
 
 DEADLINE_SECONDS = 1800
 BLOB_MIB = 10  # the large repository's history: incompressible files of this size

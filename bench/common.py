@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.servers import ServerProcess, ServerSite  # noqa: E402
+from tests.support.servers import ServerProcess, ServerSite  # noqa: E402
 
 __all__ = [
     "AgentConnection",

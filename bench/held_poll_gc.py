@@ -39,7 +39,7 @@ from bench.common import (
     ratio,
     stop_on_sigterm,
 )
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 # The polls are opened by this same process, about 15 ms each while it also serves them, so
 # they must all be open before the first one's `--wait` runs out: 2,000 fit in 50 s.

@@ -11,7 +11,7 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.utils.module_loading import import_string
 
-# The agent API: its views are async and do their database work on `config.async_db`'s pool.
+# The agent API: its views are async and do their database work on `core.async_db`'s pool.
 AGENT_API_PREFIX = "/api/v1/agent/"
 
 
@@ -23,7 +23,7 @@ class AgentAPIHandler(ASGIHandler):
     request (a sync signal receiver or middleware) starts a thread that then lives, idle, until
     the request ends, so 5,000 waiting long polls would be 5,000 threads, and every other agent
     call would start and stop one. Outside such a context those short synchronous steps share
-    one thread instead; the agent views' own work runs on `config.async_db`'s pool either way.
+    one thread instead; the agent views' own work runs on `core.async_db`'s pool either way.
     Each sync middleware would add two such hops per call, hence the async-only stack.
     """
 

@@ -40,10 +40,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # First, so its one line per request covers every answer, redirects and refusals included.
-    "config.middleware.RequestLogMiddleware",
+    "core.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "config.middleware.RequestIdMiddleware",
-    "config.middleware.JsonBodyLimitMiddleware",
+    "core.middleware.RequestIdMiddleware",
+    "core.middleware.JsonBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -55,10 +55,10 @@ MIDDLEWARE = [
 # Agent calls carry no cookie, session or CSRF token: `config.handlers` serves `/api/v1/agent/`
 # with this shorter stack, all of it async, so an agent call never hops to a thread for middleware.
 AGENT_API_MIDDLEWARE = [
-    "config.middleware.RequestLogMiddleware",
-    "config.middleware.InlineSecurityMiddleware",
-    "config.middleware.RequestIdMiddleware",
-    "config.middleware.JsonBodyLimitMiddleware",
+    "core.middleware.RequestLogMiddleware",
+    "core.middleware.InlineSecurityMiddleware",
+    "core.middleware.RequestIdMiddleware",
+    "core.middleware.JsonBodyLimitMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -150,14 +150,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["config.parsers.StrictJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "config.errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "config.pagination.StrictLimitOffsetPagination",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "core.errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.StrictLimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": env.str("API_USER_RATE", default="600/minute")},
@@ -221,7 +221,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "config.logging.JsonFormatter"},
+        "json": {"()": "core.logging.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from config import health
 from config.api_root import api_root
-from config.metrics import metrics as metrics_view
+from projects.metrics import metrics as metrics_view
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/api/v1/", permanent=False)),
@@ -23,5 +23,5 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
 ]
 
-handler404 = "config.errors.page_not_found"
-handler500 = "config.errors.server_error"
+handler404 = "core.errors.page_not_found"
+handler500 = "core.errors.server_error"

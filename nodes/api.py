@@ -3,7 +3,7 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
 
-from config.schema import errors
+from core.schema import errors
 from nodes.models import Node
 
 

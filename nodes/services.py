@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import tokens
-from config.exceptions import Conflict
+from core.exceptions import Conflict
 from nodes.models import AgentToken, Node
 
 

@@ -30,7 +30,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from config.exceptions import Conflict, DomainError
+from core.exceptions import Conflict, DomainError
 from nodes.admin import presence_badge
 from nodes.models import Node
 from projects import domain, services

@@ -5,7 +5,7 @@ authentication and presence (`nodes` never imports `projects`). The protocol is 
 `docs/agent-protocol.md`.
 
 The lease call is an async view: while it waits it holds no thread and no database connection.
-Its database work runs on `config.async_db` (a small pool that gives its connection back after
+Its database work runs on `core.async_db` (a small pool that gives its connection back after
 each step), and it waits on the process's wake-up hub, so idle long polls cost memory only.
 """
 
@@ -26,9 +26,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.async_db import run_db
-from config.exceptions import Invalid
-from config.schema import errors
+from core.async_db import run_db
+from core.exceptions import Invalid
+from core.schema import errors
 from nodes.authentication import AgentTokenAuthentication
 from nodes.models import Node
 from nodes.services import Heartbeat, record_presence
@@ -166,7 +166,7 @@ class AgentView(APIView):
     """Agent token only, JSON only, no throttling (presence is written throttled instead)."""
 
     # Async to Django: the whole DRF request (authentication, validation, the service call) runs
-    # as one step on `config.async_db`'s pool, whose threads keep their database connections
+    # as one step on `core.async_db`'s pool, whose threads keep their database connections
     # between requests. A sync view would get a fresh thread, and on SQLite a fresh connection,
     # for every request.
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from config.exceptions import Conflict, Invalid, LeaseLost, NotFound
+from core.exceptions import Conflict, Invalid, LeaseLost, NotFound
 
 
 class ProjectStatus(StrEnum):

@@ -31,7 +31,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from config.exceptions import Conflict
+from core.exceptions import Conflict
 from projects import domain, projection
 from projects.models import Event
 

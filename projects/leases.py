@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.exceptions import Conflict, DomainError, NotFound
+from core.exceptions import Conflict, DomainError, NotFound
 from nodes.models import Node
 from projects import domain, projection
 from projects.eventstore import execute

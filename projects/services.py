@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError
 
-from config.exceptions import Conflict, NotFound
+from core.exceptions import Conflict, NotFound
 from nodes.models import Node
 from projects import domain, wakeups
 from projects.eventstore import Appended, execute

@@ -127,7 +127,7 @@ class Hub:
 
     async def _recheck(self, loop: asyncio.AbstractEventLoop) -> None:
         # Imported here: leases announces through this module, so it cannot be imported above.
-        from config.async_db import run_db
+        from core.async_db import run_db
         from projects.leases import nodes_with_leasable_jobs
 
         while True:

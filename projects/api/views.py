@@ -13,8 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.query import BIGINT_MAX, whole_number
-from config.schema import errors
+from core.query import BIGINT_MAX, whole_number
+from core.schema import errors
 from nodes.models import NODE_NAME_PATTERN
 from projects import selectors, services
 from projects.api.serializers import (

@@ -20,8 +20,8 @@ from agent.client import (
     LeaseLost,
     ServerUnavailable,
 )
-from tests.agent.gitservers import free_port
-from tests.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy
+from tests.support.gitservers import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,8 @@ import pytest
 
 from agent.errors import JobFailure
 from agent.git import JobControl
-from tests.agent.conftest import run_job
-from tests.agent.gitservers import git
+from tests.support.gitservers import git
+from tests.support.jobs import run_job
 
 
 def leftovers(root: str) -> list[str]:

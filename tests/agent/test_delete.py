@@ -9,7 +9,7 @@ import pytest
 
 from agent.errors import JobFailure
 from agent.operations import sweep_leftovers
-from tests.agent.conftest import make_deep_folders, run_job, snapshot
+from tests.support.jobs import make_deep_folders, run_job, snapshot
 
 
 def delete(config, **overrides):

@@ -17,8 +17,8 @@ import pytest
 
 from agent.errors import JobCancelled, JobFailure
 from agent.git import JobControl
-from tests.agent.conftest import mount_tmpfs, run_job, unmount
-from tests.agent.gitservers import free_port, git_processes_mentioning
+from tests.support.gitservers import free_port, git_processes_mentioning
+from tests.support.jobs import mount_tmpfs, run_job, unmount
 
 
 def assert_clean(config) -> None:

@@ -15,8 +15,8 @@ import pytest
 
 from agent.errors import JobFailure
 from agent.git import Git, JobControl
-from tests.agent.conftest import run_job, snapshot
-from tests.agent.gitservers import Upstream, git
+from tests.support.gitservers import Upstream, git
+from tests.support.jobs import run_job, snapshot
 
 HOOK_NAMES = (
     "post-checkout", "post-merge", "post-rewrite", "reference-transaction", "pre-auto-gc",

@@ -16,7 +16,7 @@ from agent.paths import (
     tree_size,
     validate_target_name,
 )
-from tests.agent.conftest import make_deep_folders, snapshot
+from tests.support.jobs import make_deep_folders, snapshot
 
 # Deeper than Python's recursion limit (1000), and `d/` 2,100 times is past PATH_MAX (4096).
 DEEPER_THAN_PATH_MAX = 2100

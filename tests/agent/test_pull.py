@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from agent.errors import JobFailure
-from tests.agent.conftest import run_job, worktree_snapshot
-from tests.agent.gitservers import git
+from tests.support.gitservers import git
+from tests.support.jobs import run_job, worktree_snapshot
 
 
 @pytest.fixture

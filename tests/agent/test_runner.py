@@ -21,9 +21,9 @@ from agent.client import AgentClient
 from agent.config import AgentConfig
 from agent.logs import LOGGER_NAME
 from agent.runner import EXIT_REFUSED, EXIT_SUPERSEDED, Agent
-from tests.agent.conftest import config_env
-from tests.agent.gitservers import git_processes_mentioning, start_gated_relay
-from tests.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy
+from tests.support.gitservers import git_processes_mentioning, start_gated_relay
+from tests.support.jobs import config_env
 
 pytestmark = pytest.mark.e2e
 

@@ -15,8 +15,8 @@ from agent.validation import (
     validate_branch,
     validate_git_url,
 )
-from tests.agent.conftest import job_data
-from tests.agent.gitservers import TEST_GIT_ENV
+from tests.support.gitservers import TEST_GIT_ENV
+from tests.support.jobs import job_data
 
 ALL_SCHEMES = ("https", "ssh", "http", "git", "file")
 

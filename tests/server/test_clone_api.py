@@ -1,0 +1,87 @@
+"""POST /api/v1/projects/clone: creates the project and queues its clone."""
+
+import pytest
+
+from projects.models import Event, Job, Project
+from tests.support.api import assert_projections_match_log, clone_body, event_types
+
+pytestmark = pytest.mark.django_db
+
+
+def test_clone_answers_202_with_pending_project_and_queued_job(api, node, user):
+    response = api.post("/api/v1/projects/clone", clone_body(), format="json")
+
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["project"]["status"] == "pending"
+    assert body["project"]["target_path"] == f"{user.pk}_demo"
+    assert body["project"]["node"] == {
+        "id": str(node.pk),
+        "name": "node-1",
+        "enabled": True,
+        "online": True,
+    }
+    assert body["job"]["kind"] == "clone"
+    assert body["job"]["state"] == "queued"
+    assert body["job"]["attempt"] == 0
+    assert event_types(body["project"]["id"]) == ["ProjectCreated", "JobQueued"]
+    assert_projections_match_log()
+
+
+def test_clone_accepts_node_by_id_and_depth(api, node):
+    response = api.post(
+        "/api/v1/projects/clone", clone_body(node=str(node.pk), depth=1), format="json"
+    )
+
+    assert response.status_code == 202, response.content
+    assert response.json()["project"]["depth"] == 1
+
+
+def test_duplicate_live_name_answers_409_and_records_nothing(api, node):
+    assert api.post("/api/v1/projects/clone", clone_body(), format="json").status_code == 202
+    events_before = Event.objects.count()
+
+    response = api.post("/api/v1/projects/clone", clone_body(), format="json")
+
+    assert response.status_code == 409
+    assert response.json()["fields"] == {"name": ["You already have a project named 'demo'."]}
+    assert Event.objects.count() == events_before
+    assert Project.objects.count() == 1
+
+
+def test_same_name_is_fine_for_another_user(api, api_for, make_user, node):
+    assert api.post("/api/v1/projects/clone", clone_body(), format="json").status_code == 202
+    bob = api_for(make_user("bob"))
+
+    assert bob.post("/api/v1/projects/clone", clone_body(), format="json").status_code == 202
+
+
+def test_offline_node_answers_409_naming_the_node(api, make_node):
+    make_node("sleepy", online=False)
+
+    response = api.post("/api/v1/projects/clone", clone_body(node="sleepy"), format="json")
+
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "node_offline"
+    assert "sleepy" in body["error"] and "offline" in body["error"]
+    assert body["fields"]["node"]
+    assert not Event.objects.exists() and not Job.objects.exists()
+
+
+def test_disabled_node_answers_409(api, node):
+    node.enabled = False
+    node.save()
+
+    response = api.post("/api/v1/projects/clone", clone_body(), format="json")
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "node_disabled"
+    assert not Event.objects.exists()
+
+
+def test_unknown_node_answers_400_naming_the_field(api, node):
+    response = api.post("/api/v1/projects/clone", clone_body(node="nope"), format="json")
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"node": ["No node named 'nope'."]}

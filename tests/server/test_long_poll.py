@@ -1,0 +1,166 @@
+"""Long polls against real uvicorn processes: prompt wake-ups, 204 when idle, across processes.
+
+The servers here re-check only every 30 s, so a prompt answer can only come from a wake-up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from tests.support.servers import ServerProcess, ServerSite
+
+pytestmark = pytest.mark.e2e
+
+SLOW_RECHECK = {"LONG_POLL_RECHECK_SECONDS": "30"}
+
+
+@pytest.fixture
+def site(tmp_path):
+    site = ServerSite(tmp_path)
+    yield site
+    site.close()
+
+
+@pytest.fixture
+def server(site):
+    process = ServerProcess(site, **SLOW_RECHECK)
+    yield process
+    process.stop()
+
+
+def lease(url: str, agent_token: str, wait: float) -> httpx.Response:
+    body = {"instance_id": str(uuid.uuid4()), "request_id": uuid.uuid4().hex, "wait": wait}
+    return httpx.post(
+        f"{url}/api/v1/agent/lease",
+        json=body,
+        timeout=wait + 15,
+        headers={"Authorization": f"Bearer {agent_token}"},
+    )
+
+
+def heartbeat(url: str, agent_token: str) -> None:
+    body = {
+        "instance_id": str(uuid.uuid4()),
+        "agent_version": "test",
+        "hostname": "h",
+        "disk_free_bytes": 1,
+        "running_jobs": [],
+    }
+    response = httpx.post(
+        f"{url}/api/v1/agent/heartbeat",
+        json=body,
+        timeout=10,
+        headers={"Authorization": f"Bearer {agent_token}"},
+    )
+    assert response.status_code == 200, response.text
+
+
+def clone(url: str, user_token: str) -> httpx.Response:
+    body = {
+        "name": f"p{uuid.uuid4().hex[:8]}",
+        "git_url": "https://git.example.com/r.git",
+        "branch": "main",
+        "node": "node-1",
+    }
+    return httpx.post(
+        f"{url}/api/v1/projects/clone",
+        json=body,
+        timeout=10,
+        headers={"Authorization": f"Bearer {user_token}"},
+    )
+
+
+class Poll(threading.Thread):
+    def __init__(self, url: str, token: str, wait: float):
+        super().__init__(daemon=True)
+        self.url, self.token, self.wait = url, token, wait
+        self.response: httpx.Response | None = None
+        self.answered_at = 0.0
+
+    def run(self) -> None:
+        self.response = lease(self.url, self.token, self.wait)
+        self.answered_at = time.monotonic()
+
+
+def test_idle_long_poll_answers_204_after_the_wait(site, server):
+    agent_token = site.create_node()
+
+    started = time.monotonic()
+    response = lease(server.url, agent_token, wait=2)
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 204
+    assert 2 <= elapsed < 6
+
+
+def test_waiting_long_poll_returns_promptly_when_a_job_is_queued(site, server):
+    agent_token, user_token = site.create_node(), site.create_user_token()
+    heartbeat(server.url, agent_token)
+    poll = Poll(server.url, agent_token, wait=25)
+    poll.start()
+    time.sleep(1)  # the poll is now waiting
+
+    queued_at = time.monotonic()
+    assert clone(server.url, user_token).status_code == 202
+    poll.join(timeout=20)
+
+    assert poll.response is not None and poll.response.status_code == 200
+    assert poll.response.json()["job"]["kind"] == "clone"
+    assert poll.answered_at - queued_at < 5, "answered by the re-check, not by a wake-up"
+
+
+def test_a_second_server_process_wakes_the_first_ones_waiters(site):
+    if not site.postgres:
+        pytest.skip("several server processes share one database on PostgreSQL only")
+    first, second = ServerProcess(site, **SLOW_RECHECK), ServerProcess(site, **SLOW_RECHECK)
+    try:
+        agent_token, user_token = site.create_node(), site.create_user_token()
+        heartbeat(first.url, agent_token)
+        poll = Poll(first.url, agent_token, wait=25)
+        poll.start()
+        time.sleep(1)
+
+        queued_at = time.monotonic()
+        assert clone(second.url, user_token).status_code == 202
+        poll.join(timeout=20)
+
+        assert poll.response is not None and poll.response.status_code == 200
+        assert poll.answered_at - queued_at < 5, "the other process's NOTIFY did not wake us"
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_work_queued_by_another_process_is_found_by_the_periodic_recheck(site):
+    """On SQLite nothing tells this server about the other process's write: only the one
+    per-process re-check query can find it, within LONG_POLL_RECHECK_SECONDS."""
+    server = ServerProcess(site, LONG_POLL_RECHECK_SECONDS="1")
+    try:
+        agent_token = site.create_node()
+        site.create_user_token()
+        heartbeat(server.url, agent_token)
+        poll = Poll(server.url, agent_token, wait=25)
+        poll.start()
+        time.sleep(1)
+
+        queued_at = time.monotonic()
+        site.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth import get_user_model; from nodes.models import Node; "
+            "from projects.services import request_clone; "
+            "request_clone(owner=get_user_model().objects.get(username='alice'), name='other', "
+            "git_url='https://git.example.com/r.git', branch='main', "
+            "node=Node.objects.get(name='node-1'))",
+        )
+        poll.join(timeout=20)
+
+        assert poll.response is not None and poll.response.status_code == 200
+        assert poll.answered_at - queued_at < 10
+    finally:
+        server.stop()

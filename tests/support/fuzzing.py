@@ -1,0 +1,259 @@
+"""Helpers for the schema-driven fuzz (`tests/test_schema_fuzz.py`): the server it runs against,
+the data it starts from, and how schemathesis is configured and checked."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import schemathesis
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.support.servers import ServerSite
+
+# Examples generated per operation and identity in the fuzzing phase. The coverage phase adds
+# schemathesis' deterministic cases derived from the schema: each documented boundary, a value
+# of each wrong type, each required field missing, and the methods an operation does not take.
+EXAMPLES_PER_OPERATION = 30
+
+# The fuzz exercises the views, not the throttle or the long-poll hold: lease calls are held at
+# most one second, the seeded node stays online for the whole run.
+FUZZ_SERVER = {
+    "API_USER_RATE": "100000/minute",
+    "LONG_POLL_DEFAULT_WAIT": "0",
+    "LONG_POLL_MAX_WAIT": "1",
+    "LONG_POLL_RECHECK_SECONDS": "0.5",
+    "NODE_ONLINE_WINDOW": "3600",
+    "NODE_PRESENCE_WRITE_SECONDS": "0",
+    "RETRY_BACKOFF_SECONDS": "0",
+}
+
+# A lease token the generator may put in a renew, complete or release body: the test swaps it,
+# and the job in the path, for a lease granted just before the call, so that these calls get
+# past the lease check too. It is a string of at most 64 characters, like any lease token.
+LIVE_LEASE = "live-lease"
+
+# What a clone may ask for on the fuzz server; random strings almost never pass the URL policy.
+ACCEPTABLE_CLONE = {
+    "name": "fuzz-clone",
+    "git_url": "https://git.example.com/group/fuzz.git",
+    "branch": "main",
+    "node": "node-1",
+}
+
+FUZZ_CONFIG = schemathesis.Config.from_dict(
+    {
+        "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
+        "generation": {
+            "mode": "all",  # schema-valid and deliberately invalid requests
+            "max-examples": EXAMPLES_PER_OPERATION,
+            "deterministic": True,
+            "database": "none",
+            "no-shrink": True,
+            # The fuzz authenticates itself; generated credentials would only be refused.
+            "with-security-parameters": False,
+        },
+        "phases": {
+            "examples": {"enabled": False},
+            "coverage": {"enabled": True},
+            "stateful": {"enabled": False},
+        },
+        "checks": {
+            # A body over MAX_REQUEST_BODY_BYTES is refused with 413: a refusal all the same.
+            "negative_data_rejection": {
+                "expected-statuses": ["400", "401", "403", "404", "405", "409", "413", "415"]
+            },
+        },
+    }
+)
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    ignored_auth,
+]
+
+
+@dataclass
+class Seeded:
+    """Who the fuzz speaks as, and the objects that exist before it starts."""
+
+    tokens: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, list[str]] = field(default_factory=dict)
+    live: LiveLeases | None = None
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    def known(self, name: str, value: Any) -> st.SearchStrategy:
+        """The generated path value, or (as often) an id that exists: otherwise every path
+        with an id would answer 404 and the views behind it would never run."""
+        known = self.ids.get(name)
+        if not known or not _is_uuid(value):
+            return st.just(value)
+        return st.sampled_from([value, *known])
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+def steer_body(body: Any) -> st.SearchStrategy:
+    """The generated body, or the same with values that get past the checks the schema cannot
+    express (a live lease, an acceptable clone). Only values the schema allows are replaced, so
+    a body generated to be invalid stays invalid."""
+    if not isinstance(body, dict):
+        return st.just(body)
+    if _fits(body, {"lease_token": 64}):
+        return st.sampled_from([body, {**body, "lease_token": LIVE_LEASE}])
+    if _fits(body, {"name": 100, "git_url": 2048, "branch": 255, "node": 64}):
+        return st.sampled_from([body, {**body, **ACCEPTABLE_CLONE}])
+    return st.just(body)
+
+
+def _fits(body: dict, max_lengths: dict[str, int]) -> bool:
+    return all(
+        isinstance(body.get(name), str) and 1 <= len(body[name]) <= most
+        for name, most in max_lengths.items()
+    )
+
+
+_LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (?P<level>[A-Z]+) ", re.MULTILINE)
+
+
+def server_errors(log: str) -> list[str]:
+    """The ERROR and CRITICAL records of a server log (text format) with their tracebacks, and
+    any traceback printed outside a record."""
+    starts = sorted({0, *(match.start() for match in _LOG_RECORD.finditer(log)), len(log)})
+    chunks = (log[start:end] for start, end in itertools.pairwise(starts))
+    return [chunk for chunk in chunks if _is_error(chunk)]
+
+
+def _is_error(chunk: str) -> bool:
+    record = _LOG_RECORD.match(chunk)
+    return "Traceback" in chunk or (record is not None and record["level"] in ("ERROR", "CRITICAL"))
+
+
+def _is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
+def seed_site(site: ServerSite, url: str, seeded: Seeded) -> None:
+    """People, a node, and projects in several states, made the way clients make them."""
+    seeded.tokens["owner"] = site.create_user_token("alice")
+    seeded.tokens["staff"] = site.create_user_token("root", staff=True)
+    seeded.tokens["agent"] = site.create_node("node-1")
+    person = _client(url, seeded.tokens["owner"])
+    agent = Agent(_client(url, seeded.tokens["agent"]))
+    seeded.clients += [person, agent.http]
+    agent.heartbeat()
+
+    ready = _clone(person, "fuzz-ready")
+    leased = agent.lease()
+    agent.complete(leased, {"outcome": "succeeded", "result": _RESULT})
+
+    failed = _clone(person, "fuzz-failed")
+    leased_failed = agent.lease()
+    error = {"code": "branch_not_found", "message": "no such branch", "retryable": False}
+    agent.complete(leased_failed, {"outcome": "failed", "error": error})
+
+    pull = person.post(f"/api/v1/projects/{ready['project']['id']}/pull")
+    assert pull.status_code == 202, pull.text
+    running = agent.lease()
+
+    # Kept out of `ids`, so the user API fuzz never deletes it: live leases are pulls of it.
+    spare = _clone(person, "fuzz-live")
+    agent.complete(agent.lease(), {"outcome": "succeeded", "result": _RESULT})
+
+    nodes = person.get("/api/v1/nodes/").json()["results"]
+    seeded.ids = {
+        "project_id": [ready["project"]["id"], failed["project"]["id"]],
+        "job_id": [ready["job"]["id"], failed["job"]["id"], running["job"]["id"]],
+        "node_id": [node["id"] for node in nodes],
+    }
+    seeded.live = LiveLeases(person, agent.http, spare["project"]["id"])
+
+
+_RESULT = {
+    "commit": "a" * 40,
+    "branch": "main",
+    "local_path": "/data/projects/1_fuzz-ready",
+    "duration_ms": 5,
+    "size_bytes": 10,
+}
+
+
+def _client(url: str, token: str) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=15)
+
+
+def _clone(person: httpx.Client, name: str) -> dict:
+    body = {
+        "name": name,
+        "git_url": "https://git.example.com/group/demo.git",
+        "branch": "main",
+        "node": "node-1",
+    }
+    response = person.post("/api/v1/projects/clone", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+class LiveLeases:
+    """Leases granted on demand, for the fuzz of the calls that need one."""
+
+    def __init__(self, person: httpx.Client, agent: httpx.Client, project_id: str):
+        self.person = person
+        self.agent = agent
+        self.project_id = project_id
+
+    def grant(self) -> tuple[str, str]:
+        """(job id, lease token) of a job leased just now. The lease is taken as a fresh agent
+        instance, which releases whatever earlier instances held, so a job is always free."""
+        pull = self.person.post(f"/api/v1/projects/{self.project_id}/pull")
+        assert pull.status_code == 202 or pull.json()["code"] == "pull_already_queued", pull.text
+        leased = Agent(self.agent).lease()
+        return leased["job"]["id"], leased["lease"]["token"]
+
+
+class Agent:
+    """Just enough of the agent protocol to put jobs into known states."""
+
+    def __init__(self, http: httpx.Client):
+        self.http = http
+        self.instance_id = str(uuid.uuid4())
+
+    def heartbeat(self) -> None:
+        body = {"instance_id": self.instance_id, "agent_version": "fuzz", "hostname": "fuzz"}
+        response = self.http.post("/api/v1/agent/heartbeat", json=body)
+        assert response.status_code == 200, response.text
+
+    def lease(self) -> dict:
+        body = {"instance_id": self.instance_id, "request_id": uuid.uuid4().hex, "wait": 0}
+        response = self.http.post("/api/v1/agent/lease", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def complete(self, leased: dict, report: dict) -> None:
+        body = {"lease_token": leased["lease"]["token"], **report}
+        response = self.http.post(f"/api/v1/agent/jobs/{leased['job']['id']}/complete", json=body)
+        assert response.status_code == 200, response.text

@@ -1,0 +1,285 @@
+"""Real Gitfleet server processes for end-to-end tests.
+
+Each `ServerSite` is a fresh database (a SQLite file, or a new PostgreSQL database on the server
+that DATABASE_URL names) migrated by `manage.py migrate`; `ServerProcess` runs uvicorn on it on
+127.0.0.1. Tests talk to it over HTTP only, as agents and people would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerSite:
+    """A database of its own, and the environment that server processes on it share."""
+
+    def __init__(self, tmp_path: Path, **settings: str):
+        self.tmp_path = tmp_path
+        base_url = os.environ.get("DATABASE_URL", "")
+        self.postgres = base_url.startswith(("postgres://", "postgresql://"))
+        if self.postgres:
+            self.dbname = f"gitfleet_e2e_{uuid.uuid4().hex[:12]}"
+            parts = urlsplit(base_url)
+            self._admin_url = base_url
+            self.database_url = urlunsplit(parts._replace(path=f"/{self.dbname}"))
+            self._admin_sql(f'CREATE DATABASE "{self.dbname}"')
+        else:
+            self.database_url = f"sqlite:///{tmp_path / 'gitfleet.sqlite3'}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "SECRET_KEY": "e2e-only-secret-key",
+            "DEBUG": "false",
+            "SECURE_SSL_REDIRECT": "false",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "GIT_ALLOW_PRIVATE_HOSTS": "true",
+            "GIT_ALLOWED_SCHEMES": "https,ssh,git,http",
+            "GITFLEET_DATA_DIR": str(tmp_path / "data"),
+            "LOG_LEVEL": "WARNING",
+            **settings,
+        }
+        self.manage("migrate", "--no-input", "-v", "0")
+
+    def _admin_sql(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self._admin_url, autocommit=True) as conn:
+            conn.execute(statement)
+
+    def manage(self, *args: str) -> str:
+        """Runs a management command against this site's database; returns its stdout."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise AssertionError(
+                f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+            )
+        return done.stdout
+
+    def create_user_token(self, username: str = "alice", staff: bool = False) -> str:
+        self.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth import get_user_model; "
+            f"get_user_model().objects.create_user({username!r}, is_staff={staff!r})",
+        )
+        return self.manage("create_token", username).strip().splitlines()[-1]
+
+    def create_node(self, name: str = "node-1") -> str:
+        return self.manage("create_node", name).strip().splitlines()[-1]
+
+    def close(self) -> None:
+        if self.postgres:
+            self._admin_sql(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+
+
+class ServerProcess:
+    """uvicorn serving `config.asgi` on 127.0.0.1 for one `ServerSite`."""
+
+    def __init__(
+        self, site: ServerSite, *, port: int | None = None, workers: int = 1, **settings: str
+    ):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = site.tmp_path / f"server-{self.port}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+                "--lifespan",
+                "off",
+                "--timeout-graceful-shutdown",
+                "2",
+                *(["--workers", str(workers)] if workers > 1 else []),
+            ],
+            cwd=ROOT,
+            env={**site.env, **settings},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"server did not become ready:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+class AgentProcess:
+    """`python -m agent` against a server, with JSON logs to a file the test can wait on."""
+
+    def __init__(self, server_url: str, token: str, storage: Path, **settings: str):
+        self.storage = storage
+        self.projects = storage / "projects"
+        self.log_path = storage.parent / f"agent-{uuid.uuid4().hex[:8]}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "HOME": os.environ.get("HOME", "/root"),
+            "AGENT_SERVER_URL": server_url,
+            "AGENT_TOKEN": token,
+            "AGENT_STORAGE_PATH": str(storage),
+            "AGENT_GIT_ALLOWED_SCHEMES": "git,http",
+            "AGENT_GIT_ALLOW_PRIVATE_HOSTS": "true",
+            "AGENT_LEASE_WAIT": "2",
+            "AGENT_HEARTBEAT_SECONDS": "1",
+            "AGENT_DRAIN_SECONDS": "5",
+            "AGENT_LOG_FORMAT": "json",
+            **settings,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_for("agent_started")
+
+    def events(self) -> list[dict]:
+        events = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+        return events
+
+    def wait_for(self, event: str, timeout: float = 30, **fields: object) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in self.events():
+                if entry.get("event") == event and all(
+                    entry.get(k) == v for k, v in fields.items()
+                ):
+                    return entry
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"agent never logged {event} {fields}:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no release, as a crash or an OOM kill would."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if not self._log.closed:
+            self._log.close()
+        return self.process.returncode
+
+
+class UserClient:
+    """A person using the API with a token, over HTTP."""
+
+    def __init__(self, server_url: str, token: str):
+        self.url = server_url
+        self.http = httpx.Client(
+            base_url=server_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+
+    def clone(
+        self, name: str, git_url: str, branch: str = "main", node: str = "node-1", **extra: object
+    ) -> dict:
+        body = {"name": name, "git_url": git_url, "branch": branch, "node": node, **extra}
+        response = self.http.post("/api/v1/projects/clone", json=body)
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    def status(self, project_id: str) -> dict:
+        response = self.http.get(f"/api/v1/projects/{project_id}/status")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def events(self, project_id: str) -> list[dict]:
+        response = self.http.get(f"/api/v1/projects/{project_id}/events", params={"limit": 1000})
+        assert response.status_code == 200, response.text
+        return response.json()["results"]
+
+    def wait_for_node_online(self, name: str, timeout: float = 30) -> None:
+        """Polls the node list (bounded) until node `name` is online."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.http.get("/api/v1/nodes/")
+            assert response.status_code == 200, response.text
+            if any(n["name"] == name and n["online"] for n in response.json()["results"]):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"node {name} did not come online within {timeout} s")
+
+    def wait_until(self, project_id: str, predicate, timeout: float = 60, what: str = "") -> dict:
+        """Polls the status (bounded) until `predicate(status)` holds."""
+        deadline = time.monotonic() + timeout
+        status = self.status(project_id)
+        while time.monotonic() < deadline:
+            if predicate(status):
+                return status
+            time.sleep(0.1)
+            status = self.status(project_id)
+        raise AssertionError(f"timed out waiting for {what or predicate}: last status {status}")
