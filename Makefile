@@ -4,20 +4,26 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Running needs the server and agent sets only; tests, linters and the browser tools come on top.
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
 .PHONY: run demo test lint openapi openapi-check deploy-check clean
 
-$(STAMP): requirements/server.txt requirements/agent.txt requirements/dev.txt pyproject.toml
+$(RUN_STAMP): requirements/server.txt requirements/agent.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/server.txt -r requirements/agent.txt
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) requirements/dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	./platform/local/run.sh
 
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	GITFLEET_DEMO=1 ./platform/local/run.sh
 
 test: $(STAMP)

@@ -3,6 +3,7 @@
 Every variable read here is listed, with its default, in the README's configuration table.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -11,6 +12,15 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+
+# `make run` keeps the settings of a local installation (a generated SECRET_KEY, DEBUG) in this
+# file, so every `manage.py` command works in any shell, any time later. Only a file that exists
+# is read, and variables already set in the environment win over it; deployments have none
+# (`make run` alone writes it), and GITFLEET_ENV_FILE= (empty) turns it off everywhere.
+_default_env_file = Path(os.environ.get("GITFLEET_DATA_DIR", BASE_DIR / "data")) / "local.env"
+ENV_FILE = os.environ.get("GITFLEET_ENV_FILE", str(_default_env_file))
+if ENV_FILE and Path(ENV_FILE).is_file():
+    environ.Env.read_env(ENV_FILE)
 
 DEBUG = env.bool("DEBUG", default=False)
 DATA_DIR = Path(env.str("GITFLEET_DATA_DIR", default=str(BASE_DIR / "data")))

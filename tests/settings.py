@@ -5,6 +5,8 @@ Tests serve git from 127.0.0.1 over git:// and http://, so those are allowed her
 
 import os
 
+# A developer's `make run` settings (data/local.env) never leak into the tests or their servers.
+os.environ["GITFLEET_ENV_FILE"] = ""
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
 os.environ.setdefault("GIT_ALLOW_PRIVATE_HOSTS", "true")
 os.environ.setdefault("GIT_ALLOWED_SCHEMES", "https,ssh,git,http")

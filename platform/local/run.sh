@@ -5,10 +5,13 @@
 # exists. With DATABASE_URL set it uses that database (e.g. PostgreSQL) instead of SQLite.
 # With GITFLEET_DEMO=1 (`make demo`) it also serves a small git repository on 127.0.0.1 and
 # asks for a clone of it, so the project reaches `ready` without any network access.
+#
+# The first run writes the local settings to $GITFLEET_DATA_DIR/local.env (a generated
+# SECRET_KEY, DEBUG=true), which `manage.py` reads by itself, so every command in the README
+# works in any shell later. Ports are checked before anything starts.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-export DEBUG="${DEBUG:-true}"
 export GITFLEET_DATA_DIR="${GITFLEET_DATA_DIR:-$PWD/data}"
 HOST="${GITFLEET_HOST:-127.0.0.1}"
 PORT="${GITFLEET_PORT:-8000}"
@@ -18,6 +21,26 @@ SECRETS="$GITFLEET_DATA_DIR/secrets"
 mkdir -p "$GITFLEET_DATA_DIR"
 DEMO="${GITFLEET_DEMO:-0}"
 DEMO_GIT_PORT="${GITFLEET_DEMO_GIT_PORT:-9418}"
+
+ports=("$PORT:GITFLEET_PORT")
+if [ "$DEMO" = "1" ]; then ports+=("$DEMO_GIT_PORT:GITFLEET_DEMO_GIT_PORT"); fi
+"$PY" platform/local/ports.py "$HOST" "${ports[@]}" || exit 1
+
+LOCAL_ENV="$GITFLEET_DATA_DIR/local.env"
+if [ ! -f "$LOCAL_ENV" ]; then
+    (
+        umask 077
+        {
+            echo "# Local settings written by the first \`make run\`; manage.py reads this file."
+            echo "# Never commit it; delete it to start over. Deployments set their own settings."
+            echo "SECRET_KEY=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            echo "DEBUG=true"
+            echo "GITFLEET_DATA_DIR=$GITFLEET_DATA_DIR"
+        } > "$LOCAL_ENV"
+    )
+    echo "Wrote the local settings to $LOCAL_ENV"
+fi
+export GITFLEET_ENV_FILE="$LOCAL_ENV"
 if [ "$DEMO" = "1" ]; then
     # The demo repository is served from 127.0.0.1 over git://, which only the demo allows.
     export GIT_ALLOW_PRIVATE_HOSTS=true GIT_ALLOWED_SCHEMES="https,ssh,git"
@@ -45,15 +68,27 @@ fi
 
 "$PY" -m uvicorn config.asgi:application --host "$HOST" --port "$PORT" \
     --timeout-graceful-shutdown 5 --no-access-log --lifespan off &
-pids+=($!)
+server_pid=$!
+pids+=("$server_pid")
 
-for _ in $(seq 1 100); do
+# Healthy means *this* server answers: the process started above is alive and the port answers.
+healthy=0
+for _ in $(seq 1 150); do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "The server did not start (see its log above); nothing is running on $URL." >&2
+        exit 1
+    fi
     if "$PY" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" \
         "$URL/healthz" 2>/dev/null; then
+        healthy=1
         break
     fi
     sleep 0.2
 done
+if [ "$healthy" != 1 ]; then
+    echo "The server on $URL did not answer /healthz within 30 s." >&2
+    exit 1
+fi
 
 if [ -f agent/__main__.py ]; then
     AGENT_SERVER_URL="$URL" \

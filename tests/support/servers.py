@@ -55,6 +55,7 @@ class ServerSite:
             "GIT_ALLOW_PRIVATE_HOSTS": "true",
             "GIT_ALLOWED_SCHEMES": "https,ssh,git,http",
             "GITFLEET_DATA_DIR": str(tmp_path / "data"),
+            "GITFLEET_ENV_FILE": "",
             "LOG_LEVEL": "WARNING",
             **settings,
         }
