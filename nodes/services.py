@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import tokens
+from core import tokens
 from core.exceptions import Conflict
 from nodes.models import AgentToken, Node
 
