@@ -44,7 +44,7 @@ def issue_api_token(
         "API token %s issued for %s by %s",
         token,
         user.get_username(),
-        "the command line" if issued_by is None else issued_by.get_username(),
+        "the operator" if issued_by is None else issued_by.get_username(),
     )
     return token, issued.plaintext
 

@@ -114,9 +114,15 @@ def record_presence(
                 fields += ["agent_version", "hostname", "disk_free_bytes", "running_jobs"]
             node.save(update_fields=fields)
     if superseded:
-        Node.objects.filter(pk=node.pk).update(duplicate_instance_at=now)
+        flag_duplicate_instance(node=node)
         raise InstanceSuperseded(
             "A newer agent instance is running with this node's token; this one must stop.",
             field="instance_id",
         )
     return Presence(node=node, replaced_instance=replaced)
+
+
+def flag_duplicate_instance(*, node: Node) -> None:
+    """Raises the duplicate-instance alarm (admin and node API) for the online window: two live
+    agents are using this node's token."""
+    Node.objects.filter(pk=node.pk).update(duplicate_instance_at=timezone.now())
