@@ -74,9 +74,10 @@ class NodeAdmin(ShowOnceAdminMixin, admin.ModelAdmin):
         "hostname",
         "free_disk",
         "running_jobs",
-        "instance_id",
         "duplicate_instance",
     ]
+    # The agent instance id stays out of sight: whoever knows it could run a second agent
+    # behind it without raising the duplicate-instance alarm.
     change_form_template = "admin/nodes/node/change_form.html"
 
     def get_fields(self, request: HttpRequest, obj: Node | None = None) -> list[str]:
