@@ -86,3 +86,11 @@ def test_slots_is_no_longer_part_of_the_lease_request(agent, session):
 
     assert response.status_code == 400
     assert "slots" in response.json()["fields"]
+
+
+def test_the_lease_call_answers_other_methods_as_every_drf_view_does(agent, client):
+    assert agent.get("/api/v1/agent/lease").status_code == 405
+    assert agent.get("/api/v1/agent/lease").json()["code"] == "method_not_allowed"
+    assert (
+        client.post("/api/v1/agent/lease", {}, content_type="application/json").status_code == 401
+    )
