@@ -1,20 +1,21 @@
 """The admin console for people's API tokens: issue (the token is shown once), list, revoke.
 
 The digest is never shown. Issued tokens appear only on the page that answers the request that
-issued them, never in a message, the session or a redirect.
+issued them (`core.admin.ShowOnceAdminMixin`). A token acts as its owner, so issuing one for
+someone else needs a superuser or `accounts.issue_token_for_others`, and the admin's history
+records who issued it for whom.
 """
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
-from django.template.response import TemplateResponse
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from accounts import services
 from accounts.models import ApiToken
-
-SHOWN_ONCE_TEMPLATE = "admin/accounts/token_issued.html"
+from core.admin import ShowOnceAdminMixin
 
 
 class TokenStateFilter(admin.SimpleListFilter):
@@ -33,8 +34,10 @@ class TokenStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ShowOnceAdminMixin, admin.ModelAdmin):
     """Tokens are issued and revoked, never edited; the change permission means "may revoke"."""
+
+    shown_once_usage = "Send it as 'Authorization: Bearer <token>' to the API."
 
     list_display = ["token", "name", "user", "created_at", "last_used_at", "active"]
     list_filter = [TokenStateFilter]
@@ -49,6 +52,25 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
         return [] if obj is None else self._shown
+
+    def get_form(self, request: HttpRequest, obj: ApiToken | None = None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if obj is not None:
+            return form
+        issuer = request.user
+
+        class IssueForm(form):
+            def clean_user(self):
+                user = self.cleaned_data["user"]
+                if not services.may_issue_for(issuer=issuer, user=user):
+                    raise forms.ValidationError(
+                        "You may issue tokens only for yourself: issuing for another person "
+                        "needs a superuser or the 'Can issue API tokens for other people' "
+                        "permission."
+                    )
+                return user
+
+        return IssueForm
 
     def has_change_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
         return False  # nothing about a token is edited; see `has_revoke_permission`
@@ -69,24 +91,26 @@ class ApiTokenAdmin(admin.ModelAdmin):
         if change:  # unreachable while nothing is editable; kept for a safe default
             super().save_model(request, obj, form, change)
             return
-        token, plaintext = services.issue_api_token(user=obj.user, name=obj.name)
+        token, plaintext = services.issue_api_token(
+            user=obj.user, name=obj.name, issued_by=request.user
+        )
         obj.pk, obj.key_id, obj.created_at = token.pk, token.key_id, token.created_at
         obj._state.adding, obj._state.db = False, token._state.db
-        request._issued_api_token = plaintext  # read once by response_add, never stored
+        self.issued_on_add(request, plaintext)
 
-    def response_add(self, request: HttpRequest, obj: ApiToken, post_url_continue=None):
-        plaintext = getattr(request, "_issued_api_token", None)
-        if plaintext is None:
-            return super().response_add(request, obj, post_url_continue)
+    def construct_change_message(self, request, form, formsets, add: bool = False):
+        if add:  # the history keeps who issued the token for whom, as the log line does
+            return f"Issued for {form.instance.user} by {request.user}."
+        return super().construct_change_message(request, form, formsets, add)
+
+    def shown_once_add(self, request: HttpRequest, obj: ApiToken, plaintext: str) -> HttpResponse:
         messages.success(request, f"API token {obj.name!r} was issued to {obj.user}.")
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"API token for {obj.user}",
-            "issued": [(f"{obj.user}: {obj.name}", plaintext)],
-            "usage": "Send it as 'Authorization: Bearer <token>' to the API.",
-            "continue_url": reverse("admin:accounts_apitoken_change", args=[obj.pk]),
-        }
-        return TemplateResponse(request, SHOWN_ONCE_TEMPLATE, context)
+        return self.show_once(
+            request,
+            title=f"API token for {obj.user}",
+            issued=[(f"{obj.user}: {obj.name}", plaintext)],
+            continue_url=reverse("admin:accounts_apitoken_change", args=[obj.pk]),
+        )
 
     @admin.action(description="Revoke the selected tokens", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset) -> None:

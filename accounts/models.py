@@ -6,7 +6,7 @@ from django.utils import timezone
 class HashedToken(models.Model):
     """What every bearer token keeps: its key id, the hash of the whole token, its life.
 
-    The token itself is shown once and never stored (see `accounts.tokens`).
+    The token itself is shown once and never stored (see `core.tokens`).
     """
 
     key_id = models.CharField(max_length=12, unique=True, editable=False)
@@ -34,6 +34,9 @@ class ApiToken(HashedToken):
 
     class Meta(HashedToken.Meta):
         verbose_name = "API token"
+        # Adding a token for oneself needs only `add_apitoken`; a token acts as its owner, so
+        # minting one for someone else is a separate, explicit grant.
+        permissions = [("issue_token_for_others", "Can issue API tokens for other people")]
 
     def __str__(self) -> str:
         return f"gfu_{self.key_id}… ({self.name})"

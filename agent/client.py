@@ -128,15 +128,13 @@ class AgentClient:
         }
         return self._post("/heartbeat", body) or {}
 
-    def lease(
-        self, *, instance_id: str, request_id: str, wait: int, slots: int
-    ) -> LeasedJob | None:
+    def lease(self, *, instance_id: str, request_id: str, wait: int) -> LeasedJob | None:
         """Long-poll for the next job: a LeasedJob, or None when the wait ended empty (204).
 
         After ServerUnavailable call again with the same `request_id`: a lease that was
         granted but whose answer was lost comes back instead of a second one.
         """
-        body = {"instance_id": instance_id, "request_id": request_id, "wait": wait, "slots": slots}
+        body = {"instance_id": instance_id, "request_id": request_id, "wait": wait}
         answer = self._post("/lease", body, read_timeout=wait + LEASE_READ_MARGIN)
         if answer is None:
             return None

@@ -226,7 +226,7 @@ class Agent:
     def _lease_loop(self) -> None:
         backoff = Backoff()
         request_id: str | None = None
-        while slots := self._free_slots():
+        while self._free_slots():
             # One request id per logical request: kept across retries until a definite answer.
             request_id = request_id or str(uuid.uuid4())
             try:
@@ -234,7 +234,6 @@ class Agent:
                     instance_id=self.instance_id,
                     request_id=request_id,
                     wait=self.config.lease_wait,
-                    slots=slots,
                 )
             except ServerUnavailable as exc:
                 delay = backoff.next_delay(exc.retry_after)

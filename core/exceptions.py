@@ -37,3 +37,10 @@ class LeaseLost(Conflict):
     """The lease is no longer the caller's: expired and re-leased, released, or cancelled."""
 
     code = "lease_lost"
+
+
+class Forbidden(DomainError):
+    """The caller is known but may not do this."""
+
+    status = 403
+    code = "forbidden"

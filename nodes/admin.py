@@ -1,7 +1,7 @@
 """The admin console for nodes: presence at a glance, registration, and agent tokens.
 
-A token is shown once, on the page that answers the request that issued it; it never travels
-through messages, the session or a redirect, and only its hash is stored.
+A token is shown once, on the page that answers the request that issued it
+(`core.admin.ShowOnceAdminMixin`); only its hash is stored.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from core.admin import ShowOnceAdminMixin
 from nodes import services
 from nodes.models import AgentToken, Node
-
-SHOWN_ONCE_TEMPLATE = "admin/accounts/token_issued.html"
 
 _BADGE = (
     '<span style="display:inline-block;padding:0 6px;border-radius:8px;font-size:0.85em;'
@@ -45,28 +44,13 @@ def _presence(node: Node) -> str:
     return "online" if node.is_online else "offline"
 
 
-def token_issued_response(
-    request: HttpRequest,
-    admin_site: admin.AdminSite,
-    *,
-    title: str,
-    issued: list[tuple[Node, str]],
-    continue_url: str,
-) -> TemplateResponse:
-    """The one page that shows freshly issued agent tokens (admin views mark it never-cache)."""
-    context = {
-        **admin_site.each_context(request),
-        "title": title,
-        "issued": [(f"Node {node.name}", plaintext) for node, plaintext in issued],
-        "usage": "Give it to the node's agent as AGENT_TOKEN (or in the file AGENT_TOKEN_FILE).",
-        "continue_url": continue_url,
-    }
-    return TemplateResponse(request, SHOWN_ONCE_TEMPLATE, context)
-
-
 @admin.register(Node)
-class NodeAdmin(admin.ModelAdmin):
+class NodeAdmin(ShowOnceAdminMixin, admin.ModelAdmin):
     """Adding a node issues its first agent token. Presence fields are written by agents only."""
+
+    shown_once_usage = (
+        "Give it to the node's agent as AGENT_TOKEN (or in the file AGENT_TOKEN_FILE)."
+    )
 
     list_display = [
         "name",
@@ -90,9 +74,10 @@ class NodeAdmin(admin.ModelAdmin):
         "hostname",
         "free_disk",
         "running_jobs",
-        "instance_id",
         "duplicate_instance",
     ]
+    # The agent instance id stays out of sight: whoever knows it could run a second agent
+    # behind it without raising the duplicate-instance alarm.
     change_form_template = "admin/nodes/node/change_form.html"
 
     def get_fields(self, request: HttpRequest, obj: Node | None = None) -> list[str]:
@@ -128,20 +113,22 @@ class NodeAdmin(admin.ModelAdmin):
         node, plaintext = services.create_node(name=obj.name, enabled=obj.enabled)
         obj.pk, obj.created_at = node.pk, node.created_at
         obj._state.adding, obj._state.db = False, node._state.db
-        request._issued_agent_token = plaintext  # read once by response_add, never stored
+        self.issued_on_add(request, plaintext)
 
-    def response_add(self, request: HttpRequest, obj: Node, post_url_continue=None):
-        plaintext = getattr(request, "_issued_agent_token", None)
-        if plaintext is None:
-            return super().response_add(request, obj, post_url_continue)
+    def shown_once_add(self, request: HttpRequest, obj: Node, plaintext: str) -> HttpResponse:
         messages.success(request, f"Node {obj.name} was registered with its first agent token.")
-        return token_issued_response(
+        return self._show_tokens(
             request,
-            self.admin_site,
             title=f"Agent token for {obj.name}",
             issued=[(obj, plaintext)],
             continue_url=reverse("admin:nodes_node_change", args=[obj.pk]),
         )
+
+    def _show_tokens(
+        self, request: HttpRequest, *, title: str, issued: list[tuple[Node, str]], continue_url: str
+    ) -> TemplateResponse:
+        labelled = [(f"Node {node.name}", plaintext) for node, plaintext in issued]
+        return self.show_once(request, title=title, issued=labelled, continue_url=continue_url)
 
     # --- Actions ----------------------------------------------------------------------------
 
@@ -150,9 +137,8 @@ class NodeAdmin(admin.ModelAdmin):
     )
     def rotate_token(self, request: HttpRequest, queryset) -> TemplateResponse:
         issued = [(node, self._rotate(request, node)) for node in queryset]
-        return token_issued_response(
+        return self._show_tokens(
             request,
-            self.admin_site,
             title="New agent tokens",
             issued=issued,
             continue_url=reverse("admin:nodes_node_changelist"),
@@ -211,9 +197,8 @@ class NodeAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         node = self._node_to_change(request, object_id)
         plaintext = self._rotate(request, node)
-        return token_issued_response(
+        return self._show_tokens(
             request,
-            self.admin_site,
             title=f"New agent token for {node.name}",
             issued=[(node, plaintext)],
             continue_url=reverse("admin:nodes_node_change", args=[node.pk]),

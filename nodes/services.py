@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import tokens
+from core import tokens
 from core.exceptions import Conflict
 from nodes.models import AgentToken, Node
 
@@ -114,9 +114,15 @@ def record_presence(
                 fields += ["agent_version", "hostname", "disk_free_bytes", "running_jobs"]
             node.save(update_fields=fields)
     if superseded:
-        Node.objects.filter(pk=node.pk).update(duplicate_instance_at=now)
+        flag_duplicate_instance(node=node)
         raise InstanceSuperseded(
             "A newer agent instance is running with this node's token; this one must stop.",
             field="instance_id",
         )
     return Presence(node=node, replaced_instance=replaced)
+
+
+def flag_duplicate_instance(*, node: Node) -> None:
+    """Raises the duplicate-instance alarm (admin and node API) for the online window: two live
+    agents are using this node's token."""
+    Node.objects.filter(pk=node.pk).update(duplicate_instance_at=timezone.now())

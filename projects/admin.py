@@ -4,7 +4,8 @@ Everything here is read-only: projects and jobs are projections of the log, and 
 append-only. What an operator may do — clone, pull, delete, cancel, retry — goes through
 `projects.services`, exactly as the API does, so it is decided and recorded as events like any
 other request. The Django change permission on projects means "may ask for work"; no field is
-ever edited by hand.
+ever edited by hand. Events are shown as people may read them (`projects.redaction`), to
+those with the `projects.view_event` permission.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from nodes.models import Node
 from projects import domain, services
 from projects.api.serializers import CloneRequestSerializer
 from projects.models import Event, Job, Project
+from projects.redaction import readable
 from projects.selectors import active_job
 
 admin.site.site_header = "Gitfleet"
@@ -282,6 +284,7 @@ class ProjectAdmin(ReadOnlyAdmin):
         can_operate = (
             self.has_operate_permission(request) and project.status != domain.ProjectStatus.DELETED
         )
+        can_view_events = request.user.has_perm("projects.view_event")
         return {
             "jobs": [
                 {
@@ -291,10 +294,17 @@ class ProjectAdmin(ReadOnlyAdmin):
                 }
                 for job in project.jobs.order_by("seq")
             ],
+            "can_view_events": can_view_events,
             "timeline": [
-                {"event": event, "data": pretty_json(event.data), "meta": pretty_json(event.meta)}
+                {
+                    "event": event,
+                    "data": pretty_json(readable(event.data)),
+                    "meta": pretty_json(readable(event.meta)),
+                }
                 for event in latest
-            ],
+            ]
+            if can_view_events
+            else [],
             "timeline_total": total,
             "timeline_limit": TIMELINE_LIMIT,
             "events_url": reverse("admin:projects_event_changelist") + f"?project_id={project.pk}",
@@ -437,7 +447,8 @@ class EventTypeFilter(admin.SimpleListFilter):
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
-    """The log, for staff to read. No one — superusers included — adds, changes or deletes."""
+    """The log, for staff with `projects.view_event` to read, lease tokens masked and agent
+    instances left out. No one — superusers included — adds, changes or deletes."""
 
     list_display = ["position", "type", "project_link", "version", "recorded_at"]
     list_filter = [EventTypeFilter]
@@ -455,20 +466,14 @@ class EventAdmin(ReadOnlyAdmin):
     ]
     readonly_fields = fields
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.is_active and request.user.is_staff
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_active and request.user.is_staff
-
     @admin.display(description="project", ordering="project_id")
     def project_link(self, event: Event) -> SafeString:
         return _link("admin:projects_project_change", event.project_id, event.project_id)
 
     @admin.display(description="data")
     def data_pretty(self, event: Event) -> str:
-        return pretty_json(event.data)
+        return pretty_json(readable(event.data))
 
     @admin.display(description="meta")
     def meta_pretty(self, event: Event) -> str:
-        return pretty_json(event.meta)
+        return pretty_json(readable(event.meta))

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import threading
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import BigIntegerField
@@ -27,14 +28,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.async_db import run_db
-from core.exceptions import Invalid
+from core.exceptions import Conflict, Invalid
 from core.schema import errors
 from nodes.authentication import AgentTokenAuthentication
 from nodes.models import Node
-from nodes.services import Heartbeat, record_presence
+from nodes.services import Heartbeat, flag_duplicate_instance, record_presence
 from projects import leases
 from projects.api.serializers import StrictSerializer, StrictUUIDField
-from projects.models import JobKind
+from projects.models import JobKind, JobState
 from projects.wakeups import hub
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,6 @@ class LeaseRequestSerializer(StrictSerializer):
         required=False,
         help_text="Seconds the server may hold the call (capped by LONG_POLL_MAX_WAIT).",
     )
-    slots = serializers.IntegerField(min_value=1, max_value=256, required=False, default=1)
 
     def validate_wait(self, value: int) -> int:
         if value > settings.LONG_POLL_MAX_WAIT:
@@ -81,27 +81,34 @@ class LeaseRequestSerializer(StrictSerializer):
         return value
 
 
+# The lease answer renders a `leases.Grant` (a job and its project as the leasing append left
+# them); complete and release render the `domain.Job` they return. No docstrings on these
+# classes: drf-spectacular would publish them as the schema's descriptions.
+
+
 class LeasedJobSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    kind = serializers.ChoiceField(choices=JobKind.choices)
-    project_id = serializers.UUIDField()
-    git_url = serializers.CharField()
-    branch = serializers.CharField()
-    target_path = serializers.CharField(help_text="`{user_id}_{name}`, relative to projects root.")
-    depth = serializers.IntegerField(allow_null=True)
+    id = serializers.UUIDField(source="job.id")
+    kind = serializers.ChoiceField(source="job.kind", choices=JobKind.choices)
+    project_id = serializers.UUIDField(source="project.id")
+    git_url = serializers.CharField(source="project.git_url")
+    branch = serializers.CharField(source="project.branch")
+    target_path = serializers.CharField(
+        source="project.target_path", help_text="`{user_id}_{name}`, relative to projects root."
+    )
+    depth = serializers.IntegerField(source="project.depth", allow_null=True)
     timeout_seconds = serializers.IntegerField()
 
 
 class LeaseSerializer(serializers.Serializer):
-    token = serializers.CharField()
-    attempt = serializers.IntegerField()
-    expires_at = serializers.DateTimeField()
+    token = serializers.CharField(source="job.lease_token")
+    attempt = serializers.IntegerField(source="job.attempt")
+    expires_at = serializers.DateTimeField(source="job.lease_expires_at")
     renew_every_seconds = serializers.IntegerField()
 
 
 class LeaseResponseSerializer(serializers.Serializer):
-    job = LeasedJobSerializer()
-    lease = LeaseSerializer()
+    job = LeasedJobSerializer(source="*")
+    lease = LeaseSerializer(source="*")
 
 
 class ProgressSerializer(StrictSerializer):
@@ -150,8 +157,17 @@ class CompleteRequestSerializer(StrictSerializer):
         return attrs
 
 
+class JobOutcomeSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    kind = serializers.ChoiceField(choices=JobKind.choices)
+    state = serializers.ChoiceField(choices=JobState.choices)
+    attempt = serializers.IntegerField()
+    result = serializers.JSONField(allow_null=True)
+    error = serializers.JSONField(allow_null=True)
+
+
 class CompleteResponseSerializer(serializers.Serializer):
-    job = serializers.DictField()
+    job = JobOutcomeSerializer()
 
 
 class ReleaseRequestSerializer(StrictSerializer):
@@ -197,17 +213,6 @@ def _presence(node: Node, instance_id: str, heartbeat: Heartbeat | None = None) 
         )
 
 
-def _job_summary(job) -> dict[str, Any]:
-    return {
-        "id": str(job.id),
-        "kind": job.kind,
-        "state": job.state,
-        "attempt": job.attempt,
-        "result": job.result,
-        "error": job.error,
-    }
-
-
 class HeartbeatView(AgentView):
     @extend_schema(
         request=HeartbeatRequestSerializer,
@@ -226,39 +231,83 @@ class HeartbeatView(AgentView):
             running_jobs=len(data["running_jobs"]),
         )
         _presence(self.node, str(data["instance_id"]), heartbeat)
-        return Response(
-            {
-                "server_time": timezone.now(),
-                "heartbeat_seconds": settings.LEASE_RENEW_SECONDS,
-                "online_window_seconds": settings.NODE_ONLINE_WINDOW,
-            }
-        )
+        timing = {
+            "server_time": timezone.now(),
+            "heartbeat_seconds": settings.LEASE_RENEW_SECONDS,
+            "online_window_seconds": settings.NODE_ONLINE_WINDOW,
+        }
+        return Response(HeartbeatResponseSerializer(timing).data)
+
+
+@dataclass
+class _HeldPoll:
+    """A lease call this process holds open, as `_OpenPolls` knows it."""
+
+    request_id: str
+    loop: asyncio.AbstractEventLoop
+    woken: asyncio.Event
+    ended_by: str = ""  # "retry" or "overlap" once a later poll of the same instance took over
+
+
+class _OpenPolls:
+    """The long polls this process holds, one per (node, agent instance).
+
+    An agent instance polls one call at a time, so a second held poll from the same instance
+    is either the agent retrying a call it gave up on (same request id: the older call is ended
+    quietly) or a second process using the same token *and* instance id to hide from the
+    duplicate-instance alarm (another request id: the older call is answered 409 and the node
+    flagged). Polls held by different server processes are not compared.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._polls: dict[tuple[str, str], _HeldPoll] = {}
+
+    def open(self, key: tuple[str, str], poll: _HeldPoll) -> _HeldPoll | None:
+        """Registers `poll`; ends and returns the poll it overlaps, if any."""
+        with self._lock:
+            older = self._polls.get(key)
+            self._polls[key] = poll
+        if older is None:
+            return None
+        older.ended_by = "retry" if older.request_id == poll.request_id else "overlap"
+        if not older.loop.is_closed():
+            older.loop.call_soon_threadsafe(older.woken.set)
+        return older
+
+    def close(self, key: tuple[str, str], poll: _HeldPoll) -> None:
+        with self._lock:
+            if self._polls.get(key) is poll:
+                del self._polls[key]
+
+
+open_polls = _OpenPolls()
+
+
+class InstanceOverlap(Conflict):
+    code = "instance_overlap"
 
 
 class LeaseView(AgentView):
     """Long poll for the node's next job. Async: waiting costs no thread and no connection."""
 
-    # The request's database work is one step on the pool (authentication, presence, the first
-    # look for a job), then, only if woken, one more per look. A wait that runs out ends with 204
-    # without looking again: a job that appeared unannounced meanwhile is what the hub's periodic
-    # re-check wakes waiters for, and the agent's next poll leases it.
+    # DRF's own dispatch runs on the pool as for every agent call: authentication, parsing,
+    # presence and the first look for a job. When that look finds nothing and the agent asked
+    # to wait, its answer is the empty 204 and `post` leaves the wait in `self.pending`; the
+    # view then holds the request on the event loop and, only if woken, looks again, each look
+    # one step on the pool, answered through DRF's `finalize_response` and `handle_exception`.
+    # A wait that runs out ends with that 204 without looking again: a job that appeared
+    # unannounced meanwhile is what the hub's periodic re-check wakes waiters for, and the
+    # agent's next poll leases it.
+
+    pending: tuple[dict, int] | None = None  # (validated request, hub generation at first look)
 
     async def dispatch(self, request, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
-        request = self.initialize_request(request, *args, **kwargs)
-        self.request = request
-        self.headers = self.default_response_headers
-        try:
-            if request.method != "POST":
-                await run_db(self.initial, request, *args, **kwargs)
-                handler = getattr(self, request.method.lower(), self.http_method_not_allowed)
-                response = handler(request, *args, **kwargs)
-            else:
-                response = await self.post(request)
-        except Exception as exc:
-            response = self.handle_exception(exc)
-        self.response = self.finalize_response(request, response, *args, **kwargs)
-        return self.response
+        response = await super().dispatch(request, *args, **kwargs)
+        if self.pending is None:
+            return response
+        data, generation = self.pending
+        return await self._hold(data, generation) or response
 
     @extend_schema(
         request=LeaseRequestSerializer,
@@ -270,20 +319,18 @@ class LeaseView(AgentView):
         summary="Long-poll for the node's next job and lease it",
         tags=["agent"],
     )
-    async def post(self, request: Request) -> Response:
-        data, generation, grant = await run_db(self._first_look, request)
-        if grant is not None:
-            return Response(grant.as_json())
-        return await self._wait(data, generation)
-
-    def _first_look(self, request: Request) -> tuple[dict, int, leases.Grant | None]:
-        self.initial(request)
+    def post(self, request: Request) -> Response:
         serializer = LeaseRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         _presence(self.node, str(data["instance_id"]))
         generation = hub.generation(str(self.node.pk))
-        return data, generation, self._look(data, woken=False)
+        grant = self._look(data, woken=False)
+        if grant is not None:
+            return Response(LeaseResponseSerializer(grant).data)
+        if data.get("wait", settings.LONG_POLL_DEFAULT_WAIT) > 0:
+            self.pending = (data, generation)
+        return Response(status=204)
 
     def _look(self, data: dict, *, woken: bool) -> leases.Grant | None:
         return leases.lease(
@@ -293,28 +340,69 @@ class LeaseView(AgentView):
             woken=woken,
         )
 
-    async def _wait(self, data: dict, generation: int) -> Response:
+    def _woken_look(self, data: dict) -> Response | None:
+        """A look after a wake-up, with the caller checked again first: its token may have been
+        revoked or rotated, or its node disabled, while it waited. None when nothing is due."""
+        try:
+            self.request.user, self.request.auth = AgentTokenAuthentication().authenticate(
+                self.request
+            )
+            grant = self._look(data, woken=True)
+        except Exception as exc:  # answered as DRF answers it: 401, 409, …
+            response = self.handle_exception(exc)
+        else:
+            if grant is None:
+                return None
+            response = Response(LeaseResponseSerializer(grant).data)
+        return self.finalize_response(self.request, response)
+
+    def _overlap_answer(self) -> Response:
+        refusal = InstanceOverlap(
+            "Another lease call of this agent instance took over; two agents share this "
+            "node's token and instance id.",
+            field="instance_id",
+        )
+        return self.finalize_response(self.request, self.handle_exception(refusal))
+
+    async def _hold(self, data: dict, generation: int) -> Response | None:
+        """Waits for wake-ups until the deadline; the answer of the look that found a job or
+        refused the caller, or None when the wait ran out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + data.get("wait", settings.LONG_POLL_DEFAULT_WAIT)
         node_id = str(self.node.pk)
+        key = (node_id, str(data["instance_id"]))
         woken = hub.register(node_id)
+        poll = _HeldPoll(request_id=data["request_id"], loop=loop, woken=woken)
         try:
+            older = open_polls.open(key, poll)
+            if older is not None and older.ended_by == "overlap":
+                await run_db(flag_duplicate_instance, node=self.node)
+                logger.warning(
+                    "node %s: two lease calls at once from agent instance %s",
+                    self.node.name,
+                    data["instance_id"],
+                )
             if hub.generation(node_id) != generation:
                 woken.set()  # announced between the first look and registering
             while True:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    return Response(status=204)
+                    return None
                 try:
                     async with asyncio.timeout(remaining):  # no extra task, unlike wait_for
                         await woken.wait()
                 except TimeoutError:
-                    return Response(status=204)
+                    return None
+                if poll.ended_by == "overlap":
+                    return self._overlap_answer()
+                if poll.ended_by == "retry":
+                    return None  # its agent gave up on it and asked again
                 woken.clear()
-                grant = await run_db(self._look, data, woken=True)
-                if grant is not None:
-                    return Response(grant.as_json())
+                response = await run_db(self._woken_look, data)
+                if response is not None:
+                    return response
         finally:
+            open_polls.close(key, poll)
             hub.unregister(node_id, woken)
 
 
@@ -335,7 +423,7 @@ class RenewView(AgentView):
             lease_token=data["lease_token"],
             progress=data.get("progress"),
         )
-        return Response({"expires_at": expires_at})
+        return Response(RenewResponseSerializer({"expires_at": expires_at}).data)
 
 
 class CompleteView(AgentView):
@@ -363,7 +451,7 @@ class CompleteView(AgentView):
             result=result,
             error=dict(data["error"]) if "error" in data else None,
         )
-        return Response({"job": _job_summary(job)})
+        return Response(CompleteResponseSerializer({"job": job}).data)
 
 
 class ReleaseView(AgentView):
@@ -380,4 +468,4 @@ class ReleaseView(AgentView):
         job = leases.release(
             node=self.node, job_id=job_id, lease_token=data["lease_token"], reason=data["reason"]
         )
-        return Response({"job": _job_summary(job)})
+        return Response(CompleteResponseSerializer({"job": job}).data)

@@ -27,31 +27,22 @@ from projects.wakeups import announce_if_leasable
 
 @dataclass(frozen=True)
 class Grant:
-    """A job handed to an agent, with its lease, as the append that leased it left them."""
+    """A job handed to an agent, with its lease, as the append that leased it left them.
+
+    `agent_api.LeaseResponseSerializer` renders it.
+    """
 
     job: domain.Job
     project: domain.Project
 
-    def as_json(self) -> dict[str, Any]:
-        job, project = self.job, self.project
-        return {
-            "job": {
-                "id": job.id,
-                "kind": job.kind.value,
-                "project_id": project.id,
-                "git_url": project.git_url,
-                "branch": project.branch,
-                "target_path": project.target_path,
-                "depth": project.depth,
-                "timeout_seconds": settings.GIT_JOB_TIMEOUT,
-            },
-            "lease": {
-                "token": job.lease_token,
-                "attempt": job.attempt,
-                "expires_at": job.lease_expires_at.isoformat(),
-                "renew_every_seconds": settings.LEASE_RENEW_SECONDS,
-            },
-        }
+    @property
+    def timeout_seconds(self) -> int:
+        """How long the agent may let git run for this job."""
+        return settings.GIT_JOB_TIMEOUT
+
+    @property
+    def renew_every_seconds(self) -> int:
+        return settings.LEASE_RENEW_SECONDS
 
 
 def _agent_meta(node: Node, **extra: Any) -> dict[str, Any]:
@@ -76,14 +67,17 @@ def job_kind(*, node: Node, job_id: uuid.UUID | str) -> str:
 def claim_query(node: Node, now: datetime) -> tuple[str, list[Any]]:
     """The claim's SQL and parameters: the project of the oldest leasable job of `node`,
     locked, skipping projects another transaction holds. A job is leasable when its time has
-    come and it is the first open job of its project. The `job_claim` index serves it in queue
-    order, so the scan stops at the first leasable job however deep the queue.
+    come, it is the first open job of its project and its node is enabled (read here, in the
+    claim, so that a node disabled while its agent waited gets nothing). The `job_claim` index
+    serves it in queue order, so the scan stops at the first leasable job however deep the
+    queue.
     """
-    job, project = Job._meta.db_table, Project._meta.db_table
+    job, project, node_table = Job._meta.db_table, Project._meta.db_table, Node._meta.db_table
     lock = "FOR UPDATE OF p SKIP LOCKED" if connection.vendor == "postgresql" else ""
     sql = f"""
         SELECT j.project_id FROM {job} j JOIN {project} p ON p.id = j.project_id
         WHERE j.node_id = %s AND j.state = %s AND j.available_at <= %s
+          AND EXISTS (SELECT 1 FROM {node_table} n WHERE n.id = j.node_id AND n.enabled)
           AND NOT EXISTS (
             SELECT 1 FROM {job} e
             WHERE e.project_id = j.project_id AND e.state IN (%s, %s) AND e.seq < j.seq
@@ -125,7 +119,8 @@ def lease(*, node: Node, request_id: str, instance_id: str, woken: bool = False)
     A first look answers a retried `request_id`, expires the node's lapsed leases, and, when
     nothing is due (the usual answer to an idle fleet's polls), returns after two reads without
     opening a write transaction. `woken` is for a long poll's looks after its first, when a
-    wake-up says work may have appeared: those go straight to the claim.
+    wake-up says work may have appeared: those go straight to the claim. A disabled node is
+    given no new work (only the answer to a retried `request_id`).
     """
     if not woken:
         now = timezone.now()
@@ -141,7 +136,9 @@ def lease(*, node: Node, request_id: str, instance_id: str, woken: bool = False)
                 state = projection.load(project_id, job_ids=[str(job_id)])
                 return Grant(job=state.jobs[str(job_id)], project=state)
         expired = _expire([(job_id, project_id) for job_id, project_id, *_ in rows], now)
-        due = Job.objects.filter(node=node, state=JobState.QUEUED, available_at__lte=now)
+        due = Job.objects.filter(
+            node=node, node__enabled=True, state=JobState.QUEUED, available_at__lte=now
+        )
         if not expired and not due.exists():
             return None  # an idle node's poll: two reads, no transaction
     for _ in range(5):

@@ -15,6 +15,7 @@ from rest_framework import serializers
 from nodes.models import Node
 from projects import validation
 from projects.models import Event, Job, Project
+from projects.redaction import readable
 from projects.selectors import active_job
 
 # The JSON type each kind of field takes. DRF would take 5 for "5" in a CharField, "5" or 5.0
@@ -266,7 +267,7 @@ class AcceptedJobSerializer(serializers.Serializer):
 
 
 class EventSerializer(serializers.ModelSerializer):
-    """An event as people see it: the lease token, which fences an agent's report, is hidden."""
+    """An event as people see it (`projects.redaction`): no lease token, no agent instance."""
 
     class Meta:
         model = Event
@@ -275,6 +276,5 @@ class EventSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance: Event):
         body = super().to_representation(instance)
-        if "lease_token" in body["data"]:
-            body["data"] = {**body["data"], "lease_token": "(hidden)"}
+        body["data"], body["meta"] = readable(body["data"]), readable(body["meta"])
         return body

@@ -54,9 +54,7 @@ def instance() -> str:
 
 
 def lease(client, instance, request_id=None, wait=0):
-    return client.lease(
-        instance_id=instance, request_id=request_id or str(uuid.uuid4()), wait=wait, slots=1
-    )
+    return client.lease(instance_id=instance, request_id=request_id or str(uuid.uuid4()), wait=wait)
 
 
 def heartbeat(client, instance, **fields):

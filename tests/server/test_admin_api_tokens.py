@@ -3,11 +3,15 @@
 import re
 
 import pytest
+from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from accounts import tokens
 from accounts.models import ApiToken
 from accounts.services import issue_api_token
+from core import tokens
+from core.exceptions import Forbidden
 from tests.support.api import bearer_client
 
 pytestmark = pytest.mark.django_db
@@ -72,3 +76,67 @@ def test_tokens_are_not_edited(admin_client, user):
     assert response.status_code == 403
     token.refresh_from_db()
     assert token.name == "laptop"
+
+
+def _staff_who_may_add_tokens(make_user, *extra_perms: str):
+    staff = make_user("sam", staff=True)
+    codenames = ["add_apitoken", "view_apitoken", *extra_perms]
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return staff
+
+
+def test_staff_without_the_permission_cannot_mint_a_token_for_a_superuser(client, make_user):
+    root = get_user_model().objects.create_superuser("root", password="pw-root-123456")
+    client.force_login(_staff_who_may_add_tokens(make_user))
+
+    response = client.post(
+        reverse("admin:accounts_apitoken_add"), {"user": str(root.pk), "name": "mine now"}
+    )
+
+    assert response.status_code == 200
+    assert "user" in response.context["adminform"].form.errors
+    assert not USER_TOKEN.findall(response.content.decode())
+    assert not ApiToken.objects.filter(user=root).exists()
+
+
+def test_staff_may_still_issue_a_token_for_themselves(client, make_user):
+    staff = _staff_who_may_add_tokens(make_user)
+    client.force_login(staff)
+
+    response = client.post(
+        reverse("admin:accounts_apitoken_add"), {"user": str(staff.pk), "name": "laptop"}
+    )
+
+    assert response.status_code == 200
+    assert len(set(USER_TOKEN.findall(response.content.decode()))) == 1
+    assert ApiToken.objects.filter(user=staff, name="laptop").exists()
+
+
+def test_issuing_for_someone_else_needs_the_permission_and_is_recorded(
+    client, make_user, user, caplog
+):
+    staff = _staff_who_may_add_tokens(make_user, "issue_token_for_others")
+    client.force_login(staff)
+
+    with caplog.at_level("INFO", logger="accounts.services"):
+        response = client.post(
+            reverse("admin:accounts_apitoken_add"), {"user": str(user.pk), "name": "ci"}
+        )
+
+    assert response.status_code == 200
+    token = ApiToken.objects.get(user=user, name="ci")
+    entry = LogEntry.objects.get(object_id=str(token.pk), action_flag=ADDITION)
+    assert entry.user == staff
+    assert entry.get_change_message() == "Issued for alice by sam."
+    assert f"API token {token} issued for alice by sam" in caplog.text
+
+
+def test_the_service_refuses_issuing_for_another_person_without_the_permission(make_user, user):
+    staff = make_user("sam", staff=True)
+
+    with pytest.raises(Forbidden) as refused:
+        issue_api_token(user=user, name="x", issued_by=staff)
+
+    assert refused.value.field == "user"
+    assert not ApiToken.objects.filter(user=user).exists()
+    issue_api_token(user=staff, name="own", issued_by=staff)  # for oneself: allowed

@@ -1,6 +1,7 @@
 """The event log and the job projection in the admin: readable by staff, writable by no one."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from projects import services
@@ -81,8 +82,18 @@ def test_superuser_cannot_add_change_or_delete_events(admin_client, project):
     assert list(Event.objects.values_list("position", "type", "data")) == before
 
 
-def test_plain_staff_may_read_the_log(client, make_user, project):
+def test_plain_staff_may_not_read_the_log(client, make_user, project):
     client.force_login(make_user("operator", staff=True))
+    event = Event.objects.filter(project_id=project.pk).first()
+
+    assert client.get(EVENTS).status_code == 403
+    assert client.get(reverse("admin:projects_event_change", args=[event.pk])).status_code == 403
+
+
+def test_staff_with_the_view_event_permission_may_read_the_log(client, make_user, project):
+    reader = make_user("operator", staff=True)
+    reader.user_permissions.add(Permission.objects.get(codename="view_event"))
+    client.force_login(reader)
     event = Event.objects.filter(project_id=project.pk).first()
 
     assert client.get(EVENTS).status_code == 200

@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.exceptions import AuthenticationFailed
 
-from accounts import tokens
+from core import tokens
 from nodes.authentication import authenticate_agent
 from nodes.models import AgentToken, Node
 
