@@ -27,10 +27,12 @@ from typing import Any
 
 from agent.config import AgentConfig
 from agent.errors import JobCancelled, JobFailure
+from agent.logs import logger
 
 GIT = "git"
 KILL_GRACE_SECONDS = 2.0
 _KEPT_STDERR_LINES = 200
+_MAX_STDERR_LINE_BYTES = 4096
 
 # Variables copied from the agent's own environment; everything else git sees is set below.
 _PASSED_THROUGH = (
@@ -113,11 +115,14 @@ class Progress:
     bytes: int | None = None
 
 
+# Numbers are bounded: a hostile server controls "remote:" lines, and int() of a number with
+# thousands of digits raises (Python's digit limit). 18 digits keep every count within 2**63.
 _PROGRESS_LINE = re.compile(
-    r"(?:remote: )?(?P<phase>[A-Z][A-Za-z ]*?):\s+(?P<percent>\d{1,3})% "
-    r"\((?P<done>\d+)/(?P<total>\d+)\)"
-    r"(?:, (?P<amount>\d+(?:\.\d+)?) (?P<unit>bytes?|KiB|MiB|GiB|TiB))?"
+    r"(?:remote: )?(?P<phase>[A-Z][A-Za-z ]{0,39}?):\s{1,40}(?P<percent>\d{1,3})% "
+    r"\((?P<done>\d{1,18})/(?P<total>\d{1,18})\)"
+    r"(?:, (?P<amount>\d{1,18}(?:\.\d{1,6})?) (?P<unit>bytes?|KiB|MiB|GiB|TiB))?"
 )
+MAX_PROGRESS_NUMBER = 2**63 - 1
 _PHASES = {
     "receiving objects": "receiving",
     "resolving deltas": "resolving",
@@ -138,7 +143,7 @@ def parse_progress(line: str) -> Progress | None:
     phase = _PHASES.get(name, name.split()[0])
     amount = None
     if match["amount"] is not None:
-        amount = int(float(match["amount"]) * _UNITS[match["unit"]])
+        amount = min(int(float(match["amount"]) * _UNITS[match["unit"]]), MAX_PROGRESS_NUMBER)
     return Progress(
         phase=phase[:40], percent=min(int(match["percent"]), 100), objects=int(match["done"]),
         bytes=amount,
@@ -340,21 +345,29 @@ class Git:
         return failure
 
     def _read_stderr(self, stream: Any, lines: deque[str]) -> None:
+        """Drain git's stderr to its end whatever it holds: a reader that stopped would leave
+        git blocked on a full pipe until the timeout."""
         buffer = b""
         while chunk := stream.read1(65536):
             buffer += chunk
             *complete, buffer = re.split(rb"[\r\n]", buffer)
+            # The rest of an overlong line is dropped, so that memory stays bounded.
+            buffer = buffer[:_MAX_STDERR_LINE_BYTES]
             for raw in complete:
-                self._take_stderr_line(raw.decode("utf-8", "replace"), lines)
+                self._take_stderr_line(raw[:_MAX_STDERR_LINE_BYTES], lines)
         if buffer:
-            self._take_stderr_line(buffer.decode("utf-8", "replace"), lines)
+            self._take_stderr_line(buffer, lines)
 
-    def _take_stderr_line(self, line: str, lines: deque[str]) -> None:
-        progress = parse_progress(line)
-        if progress is not None:
-            self._control.report(progress)
-        elif line.strip() and not line.startswith("Cloning into "):
-            lines.append(line)
+    def _take_stderr_line(self, raw: bytes, lines: deque[str]) -> None:
+        try:
+            line = raw.decode("utf-8", "replace")
+            progress = parse_progress(line)
+            if progress is not None:
+                self._control.report(progress)
+            elif line.strip() and not line.startswith("Cloning into "):
+                lines.append(line)
+        except Exception:
+            logger.exception("git_stderr_line_skipped")
 
 
 def _collect(stream: Any, sink: bytearray) -> None:
