@@ -12,8 +12,6 @@ checkout can lead a process on the node outside the projects root.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import re
 import signal
@@ -25,12 +23,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from agent import children
 from agent.config import AgentConfig
 from agent.errors import JobCancelled, JobFailure
 from agent.logs import logger
 
 GIT = "git"
-KILL_GRACE_SECONDS = 2.0
 _KEPT_STDERR_LINES = 200
 _MAX_STDERR_LINE_BYTES = 4096
 
@@ -171,7 +169,7 @@ class JobControl:
                 self._cancel_reason = reason
             processes = [p for p in self._processes if p.returncode is None]
         for process in processes:
-            _signal_group(process, signal.SIGKILL)
+            children.signal_group(process.pid, signal.SIGKILL)
 
     def raise_if_cancelled(self) -> None:
         if self._cancel_reason is not None:
@@ -196,67 +194,11 @@ class JobControl:
             self._processes.add(process)
             cancelled = self._cancel_reason is not None
         if cancelled:
-            _signal_group(process, signal.SIGKILL)
+            children.signal_group(process.pid, signal.SIGKILL)
 
     def detach(self, process: subprocess.Popen[bytes]) -> None:
         with self._lock:
             self._processes.discard(process)
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
-
-
-def kill_process_group(process: subprocess.Popen[bytes], grace: float = KILL_GRACE_SECONDS) -> None:
-    """SIGTERM the whole group, give it `grace` seconds, then SIGKILL whatever is left."""
-    _signal_group(process, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace)
-    # Children of git (remote helpers, ssh) may outlive it; the group outlives its leader.
-    _signal_group(process, signal.SIGKILL)
-    process.wait()
-
-
-_PR_SET_CHILD_SUBREAPER = 36
-_subreaper_lock = threading.Lock()
-_subreaper: bool | None = None
-
-
-def become_subreaper() -> bool:
-    """Adopt orphaned descendants (Linux), so that killed git helpers are reaped by the agent.
-
-    Without it a helper whose parent was killed becomes a zombie of PID 1, and in a container
-    where the agent itself is PID 1, or where PID 1 does not reap, zombies pile up.
-    """
-    global _subreaper
-    with _subreaper_lock:
-        if _subreaper is None:
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                _subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-            except (OSError, AttributeError):
-                _subreaper = False
-        return _subreaper
-
-
-def reap_process_group(pgid: int, timeout: float = KILL_GRACE_SECONDS) -> bool:
-    """Wait until no process of group `pgid` exists, reaping the ones adopted by this process.
-
-    Returns False if some member is still there after `timeout` (e.g. a zombie of another parent).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
-                pass
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
 
 
 @dataclass(frozen=True)
@@ -294,8 +236,8 @@ class Git:
         timeout = min(self._deadline - time.monotonic(), float(self._config.git_timeout))
         if timeout <= 0:
             raise JobFailure("timeout", "the job's time ran out")
-        become_subreaper()
-        process = subprocess.Popen(
+        children.become_subreaper()
+        process = children.start(
             command,
             cwd=cwd or repo or "/",
             env=self._env,
@@ -321,11 +263,14 @@ class Git:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            kill_process_group(process)
+            children.kill_process_group(process)
         finally:
             self._control.detach(process)
-            if timed_out or self._control.cancel_reason is not None:
-                reap_process_group(process.pid)
+            if process.returncode is None:
+                children.kill_process_group(process, grace=0)
+            children.forget(process)
+            # Whatever is left of the group (a remote helper git did not wait for) goes now.
+            children.end_process_group(process)
             for reader in readers:
                 reader.join(timeout=5)
         self._control.raise_if_cancelled()

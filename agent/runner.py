@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from agent import __version__
+from agent import __version__, children
 from agent.client import (
     LEASE_READ_MARGIN,
     AgentClient,
@@ -43,6 +43,8 @@ BACKOFF_CAP_SECONDS = 60.0
 MAX_RETRY_AFTER_SECONDS = 300.0
 RENEW_RETRY_SECONDS = 5.0
 RELEASE_ATTEMPTS = 3
+# Adopted orphans are reaped when SIGCHLD says one exited, and at least this often regardless.
+REAP_EVERY_SECONDS = 5.0
 
 _random = random.SystemRandom()
 
@@ -86,10 +88,18 @@ class RunningJob:
 
 
 class Agent:
-    """One running agent instance: call `run()` from the main thread, `stop()` to drain."""
+    """One running agent instance: call `run()` from the main thread, `stop()` to drain.
 
-    def __init__(self, config: AgentConfig, *, client: AgentClient | None = None) -> None:
+    With `reap_orphans` (the agent owns its process: `python -m agent`) the main thread also
+    reaps the orphans the process adopts; an agent embedded in another program leaves that to it.
+    """
+
+    def __init__(
+        self, config: AgentConfig, *, client: AgentClient | None = None, reap_orphans: bool = False
+    ) -> None:
         self.config = config
+        self._reap_orphans = reap_orphans
+        self._next_reap = 0.0
         self.instance_id = str(uuid.uuid4())
         self.client = client or AgentClient(
             config.server_url, config.token, verify=config.tls_verify
@@ -134,13 +144,23 @@ class Agent:
         heartbeats.start()
         leases.start()
         while not self._stopping.wait(0.5):
-            pass
+            self._reap()
         self._drain(leases)
         self._finished.set()
+        self._reap(now=True)
         heartbeats.join(timeout=5)
         self.client.close()
         log_event(logging.INFO, "agent_stopped", exit_code=self._exit_code)
         return self._exit_code
+
+    def _reap(self, *, now: bool = False) -> None:
+        if not self._reap_orphans:
+            return
+        if now or children.child_exited() or time.monotonic() >= self._next_reap:
+            self._next_reap = time.monotonic() + REAP_EVERY_SECONDS
+            reaped = children.reap_adopted()
+            if reaped:
+                log_event(logging.DEBUG, "orphans_reaped", count=reaped)
 
     # -- stopping ---------------------------------------------------------------------------
 
