@@ -1,8 +1,11 @@
-"""The processes a real `python -m agent` leaves behind: none, whatever git did.
+"""Real `python -m agent` processes: what they leave behind, and what a killed one leaves to
+the next.
 
 A git that fails over http(s) exits without waiting for its remote helper (`git-remote-https`);
 the agent, a child subreaper, adopts the helper and must reap it, or every failed attempt leaves
-one zombie and anyone who can ask for clones can exhaust the node's process limit.
+one zombie and anyone who can ask for clones can exhaust the node's process limit. An agent
+killed with a job running is replaced by a new instance whose first call gives the old leases
+back (`agent_restarted`) at once: the job is not left to expire, and no attempt is spent.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fleet import ControlPlane, NodeAgents
-from tests.support.gitservers import free_port, start_http_git_server
+from tests.support.gitservers import free_port, start_gated_relay, start_http_git_server
 
 pytestmark = pytest.mark.e2e
 
@@ -81,3 +84,32 @@ def test_failed_http_clones_leave_no_zombie_children_of_the_agent(plane, node, t
         assert agent.process.poll() is None
     finally:
         not_found.stop()
+
+
+def test_a_killed_agents_lease_is_given_back_by_the_next_instance_without_spending_an_attempt(
+    plane, node, make_upstream, git_daemon
+):
+    upstream = make_upstream("demo")
+    head = upstream.commit({"README.md": "hello\n"})
+    gate = start_gated_relay(git_daemon.port)
+    try:
+        first = node.start_online_agent()
+        project = node.clone("restarted", gate.url("demo.git"))["project"]
+        first.wait_for("job_started")
+        gate.wait_for_connections(1)
+        first.kill()  # no drain, no release: as an OOM kill or a power cut would
+
+        gate.open(waiting=False)  # the killed agent's git stays stalled; new clones get through
+        second = node.start_agent()
+        status = node.user.wait_until(
+            project["id"], lambda s: s["status"] == "ready", timeout=30, what="the new agent"
+        )
+
+        assert status["commit"] == head
+        [released] = [e for e in node.user.events(project["id"]) if e["type"] == "JobLeaseReleased"]
+        assert released["data"]["reason"] == "agent_restarted"
+        types = [e["type"] for e in node.user.events(project["id"])]
+        assert "JobLeaseExpired" not in types and "JobAttemptFailed" not in types
+        assert second.stop() == 0
+    finally:
+        gate.stop()
