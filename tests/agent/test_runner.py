@@ -111,7 +111,7 @@ def test_a_leased_clone_is_run_and_reported(
     assert status["local_path"] == str(running.projects / project["target_path"])
     assert (running.projects / project["target_path"] / "README.md").read_text() == "hello\n"
     [leased] = control_plane.events_of(project["id"], "JobLeased")
-    assert leased["data"]["instance_id"] == running.agent.instance_id
+    assert "instance_id" not in leased["data"]  # the owner never reads the agent's instance
     [heartbeat, *_] = proxy.calls_to("heartbeat")
     assert heartbeat.body["instance_id"] == running.agent.instance_id
     assert {call.body["instance_id"] for call in proxy.calls_to("lease")} == {
