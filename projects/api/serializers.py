@@ -12,8 +12,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+import gitpolicy
 from nodes.models import Node
-from projects import validation
 from projects.models import Event, Job, Project
 from projects.selectors import active_job
 
@@ -95,9 +95,11 @@ class StrictSerializerSchema(OpenApiSerializerExtension):
         return {**schema, "additionalProperties": False}
 
 
-def url_policy() -> validation.UrlPolicy:
-    return validation.UrlPolicy(
-        allowed_schemes=frozenset(s.lower() for s in settings.GIT_ALLOWED_SCHEMES),
+def url_policy() -> gitpolicy.UrlPolicy:
+    # The server only ever fetches over the network: `file` stays off whatever the setting says.
+    return gitpolicy.UrlPolicy(
+        allowed_schemes=frozenset(s.lower() for s in settings.GIT_ALLOWED_SCHEMES)
+        & gitpolicy.NETWORK_SCHEMES,
         allow_private_hosts=settings.GIT_ALLOW_PRIVATE_HOSTS,
     )
 
@@ -134,12 +136,12 @@ class CloneRequestSerializer(StrictSerializer):
         "The checkout lands at `{user_id}_{name}` under the node's projects root.",
     )
     git_url = serializers.CharField(
-        max_length=validation.MAX_URL_LENGTH,
+        max_length=gitpolicy.MAX_URL_LENGTH,
         trim_whitespace=False,
         help_text="Repository URL; schemes from GIT_ALLOWED_SCHEMES, no credentials.",
     )
     branch = serializers.CharField(
-        max_length=validation.MAX_BRANCH_LENGTH,
+        max_length=gitpolicy.MAX_BRANCH_LENGTH,
         trim_whitespace=False,
         help_text="Branch to check out (rules of `git check-ref-format --branch`).",
     )
@@ -153,13 +155,13 @@ class CloneRequestSerializer(StrictSerializer):
     )
 
     def validate_name(self, value: str) -> str:
-        return _checked(validation.validate_project_name, value)
+        return _checked(gitpolicy.validate_project_name, value)
 
     def validate_git_url(self, value: str) -> str:
-        return _checked(validation.validate_git_url, value, url_policy())
+        return _checked(gitpolicy.validate_git_url, value, url_policy())
 
     def validate_branch(self, value: str) -> str:
-        return _checked(validation.validate_branch, value)
+        return _checked(gitpolicy.validate_branch, value)
 
 
 class EmptyRequestSerializer(StrictSerializer):
