@@ -1,4 +1,6 @@
-"""Shapes of the user API: requests are validated here, responses are read-only views of rows."""
+"""Shapes of the user API: requests are parsed here (JSON types, required and unknown fields,
+lengths); what they ask for is validated by `projects.services`. Responses are read-only views
+of rows."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import re
 import uuid
 from collections.abc import Mapping
 
-from django.conf import settings
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -16,6 +17,7 @@ import gitpolicy
 from nodes.models import Node
 from projects.models import Event, Job, Project
 from projects.selectors import active_job
+from projects.services import MAX_CLONE_DEPTH
 
 # The JSON type each kind of field takes. DRF would take 5 for "5" in a CharField, "5" or 5.0
 # for 5 in an IntegerField and "yes" or 1 for true in a BooleanField; the schema says otherwise.
@@ -95,22 +97,6 @@ class StrictSerializerSchema(OpenApiSerializerExtension):
         return {**schema, "additionalProperties": False}
 
 
-def url_policy() -> gitpolicy.UrlPolicy:
-    # The server only ever fetches over the network: `file` stays off whatever the setting says.
-    return gitpolicy.UrlPolicy(
-        allowed_schemes=frozenset(s.lower() for s in settings.GIT_ALLOWED_SCHEMES)
-        & gitpolicy.NETWORK_SCHEMES,
-        allow_private_hosts=settings.GIT_ALLOW_PRIVATE_HOSTS,
-    )
-
-
-def _checked(rule, *args):
-    try:
-        return rule(*args)
-    except ValueError as exc:
-        raise serializers.ValidationError(str(exc)) from exc
-
-
 @extend_schema_field(OpenApiTypes.STR)
 class NodeField(serializers.Field):
     """A node given by name or id."""
@@ -130,7 +116,7 @@ class NodeField(serializers.Field):
 
 class CloneRequestSerializer(StrictSerializer):
     name = serializers.CharField(
-        max_length=100,
+        max_length=gitpolicy.MAX_PROJECT_NAME_LENGTH,
         trim_whitespace=False,
         help_text="Project name: 1-100 of A-Z a-z 0-9 . _ -, starting with a letter or digit. "
         "The checkout lands at `{user_id}_{name}` under the node's projects root.",
@@ -150,18 +136,9 @@ class CloneRequestSerializer(StrictSerializer):
         required=False,
         allow_null=True,
         min_value=1,
-        max_value=1_000_000,
+        max_value=MAX_CLONE_DEPTH,
         help_text="Shallow clone with this many commits of history.",
     )
-
-    def validate_name(self, value: str) -> str:
-        return _checked(gitpolicy.validate_project_name, value)
-
-    def validate_git_url(self, value: str) -> str:
-        return _checked(gitpolicy.validate_git_url, value, url_policy())
-
-    def validate_branch(self, value: str) -> str:
-        return _checked(gitpolicy.validate_branch, value)
 
 
 class EmptyRequestSerializer(StrictSerializer):
