@@ -97,6 +97,16 @@ class StrictSerializerSchema(OpenApiSerializerExtension):
         return {**schema, "additionalProperties": False}
 
 
+def canonical_uuid(text: str) -> uuid.UUID | None:
+    """The UUID `text` spells in its canonical form (lower-case 8-4-4-4-12), else None: braces,
+    `urn:uuid:`, upper case or missing hyphens name nothing, as in every URL of the API."""
+    try:
+        value = uuid.UUID(text)
+    except ValueError:
+        return None
+    return value if str(value) == text else None
+
+
 @extend_schema_field(OpenApiTypes.STR)
 class NodeField(serializers.Field):
     """A node given by name or id."""
@@ -104,13 +114,13 @@ class NodeField(serializers.Field):
     def to_internal_value(self, data):
         if not isinstance(data, str) or not data or len(data) > 64:
             raise serializers.ValidationError("Give the node's name or id.")
-        value = data
-        try:
-            node = Node.objects.filter(pk=uuid.UUID(value)).first()
-        except ValueError:
-            node = Node.objects.filter(name=value).first()
+        node_id = canonical_uuid(data)
+        if node_id is not None:
+            node = Node.objects.filter(pk=node_id).first()
+        else:
+            node = Node.objects.filter(name=data).first()
         if node is None:
-            raise serializers.ValidationError(f"No node named {value!r}.")
+            raise serializers.ValidationError(f"No node named {data!r}.")
         return node
 
 
