@@ -125,8 +125,8 @@ def test_a_leased_clone_is_run_and_reported(
 @pytest.mark.parametrize(
     ("stricter", "reason"),
     [
-        ({"AGENT_GIT_ALLOWED_SCHEMES": "git"}, "scheme"),
-        ({"AGENT_GIT_ALLOW_PRIVATE_HOSTS": "false"}, "private"),
+        ({"AGENT_GIT_ALLOWED_SCHEMES": "git"}, "Scheme 'http' is not allowed"),
+        ({"AGENT_GIT_ALLOW_PRIVATE_HOSTS": "false"}, "non-public hosts are not allowed"),
     ],
 )
 def test_a_job_the_agent_refuses_fails_invalid_job_without_running_git(
