@@ -132,18 +132,15 @@ def _valid_host_name(name: str) -> str:
 def host_matches(credential_host: str, host: str, port: int | None = None) -> bool:
     """Whether a credential for `credential_host` may be sent to `host` (and `port`, when the
     URL names one). Exact: a port in the credential must be the URL's port, and a credential
-    without one fits only URLs without one."""
+    without one fits only URLs without one. `host` may be an IPv6 address without brackets, as
+    `urllib.parse` gives it."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
     try:
-        wanted = validate_host(host if port is None else _with_port(host, port))
+        wanted = validate_host(host if port is None else f"{host}:{port}")
     except Invalid:
         return False
     return wanted == credential_host
-
-
-def _with_port(host: str, port: int) -> str:
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"{host}:{port}"
 
 
 @dataclass(frozen=True)
