@@ -179,6 +179,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
+        "CredentialKindEnum": "credentials.models.CredentialKind",
         "JobKindEnum": "projects.models.JobKind",
         "JobStateEnum": "projects.models.JobState",
         "ProjectStatusEnum": "projects.models.ProjectStatus",

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from credentials import selectors
+from credentials import selectors, validation
 from credentials.models import Credential, CredentialKind
 
 
@@ -37,6 +37,7 @@ def _secret_field(help_text: str) -> serializers.CharField:
     # Kept as given: the services check it and must see exactly what was sent.
     return serializers.CharField(
         write_only=True,
+        max_length=validation.SSH_KEY_MAX_BYTES,
         trim_whitespace=False,
         style={"input_type": "password"},
         help_text=help_text,
@@ -44,6 +45,8 @@ def _secret_field(help_text: str) -> serializers.CharField:
 
 
 class CredentialCreateSerializer(_StrictInput):
+    """A new credential; its secret is checked, then stored only encrypted."""
+
     name = serializers.CharField(
         max_length=64, help_text="Yours to choose; unique among your active credentials."
     )
@@ -68,11 +71,14 @@ class CredentialCreateSerializer(_StrictInput):
         allow_blank=True,
         default="",
         trim_whitespace=False,
+        max_length=validation.KNOWN_HOSTS_MAX_BYTES,
         help_text="ssh-key only: known_hosts lines for the host, as ssh-keyscan prints them.",
     )
 
 
 class SecretRotationSerializer(_StrictInput):
+    """A replacement secret, checked like the first; the old one is gone at once."""
+
     secret = _secret_field("The new secret, checked like the first. Never shown again.")
 
 

@@ -26,7 +26,7 @@ _NO_KEYS = {
 
 @extend_schema(responses={200: CredentialSerializer, **errors(body=False)})
 class CredentialListView(generics.ListAPIView):
-    """Your git credentials (staff: everyone's), never with their secrets."""
+    """Your git credentials (staff: everyone's), never with their secrets; or store one."""
 
     serializer_class = CredentialSerializer
 
