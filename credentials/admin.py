@@ -1,5 +1,5 @@
-"""Git credentials in the admin console: staff see all, add their own, rotate their own, and
-may revoke any (an operator's answer to a leak).
+"""Git credentials in the admin console: every staff member sees all, adds and rotates their
+own, and revokes their own; with the change permission, anyone's (an answer to a leak).
 
 The secret is write-only: its field renders empty on every page, whatever is stored.
 """
@@ -149,21 +149,38 @@ class CredentialAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Credential | None = None):
         return [] if obj is None else self._shown
 
+    # Every staff member may keep their own credentials here without being granted model
+    # permissions; the `change` permission adds revoking other people's (an answer to a leak).
+
+    def _is_staff(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_staff
+
     def _may_rotate(self, request: HttpRequest, obj: Credential) -> bool:
         return obj.owner_id == request.user.pk and obj.is_active
 
+    def _may_revoke_others(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._is_staff(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Credential | None = None) -> bool:
+        return self._is_staff(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._is_staff(request)
+
     def has_change_permission(self, request: HttpRequest, obj: Credential | None = None) -> bool:
-        # Only the owner changes (rotates) a credential; everyone else with the permission
-        # sees it read-only and may still revoke it from the list.
-        allowed = super().has_change_permission(request, obj)
-        return allowed and (obj is None or self._may_rotate(request, obj))
+        # Only the owner changes (rotates) a credential; everyone else sees it read-only.
+        if obj is None:
+            return self._is_staff(request)
+        return self._is_staff(request) and self._may_rotate(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Credential | None = None) -> bool:
         return False  # revoked, never deleted: the row stays as the record of what existed
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
-        opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+        return self._is_staff(request)
 
     @admin.display(description="active", boolean=True)
     def active(self, credential: Credential) -> bool:
@@ -189,8 +206,16 @@ class CredentialAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected credentials", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[Credential]) -> None:
-        revoked = 0
-        for credential in queryset.filter(revoked_at__isnull=True):
+        active = list(queryset.filter(revoked_at__isnull=True))
+        others_too = self._may_revoke_others(request)
+        allowed = [c for c in active if others_too or c.owner_id == request.user.pk]
+        for credential in allowed:
             services.revoke_credential(credential=credential)
-            revoked += 1
-        self.message_user(request, f"Revoked {revoked} credential(s).", messages.SUCCESS)
+        self.message_user(request, f"Revoked {len(allowed)} credential(s).", messages.SUCCESS)
+        if len(allowed) < len(active):
+            self.message_user(
+                request,
+                f"Left {len(active) - len(allowed)} credential(s) of other people active: "
+                "revoking those needs the permission to change git credentials.",
+                messages.WARNING,
+            )

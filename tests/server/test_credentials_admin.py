@@ -4,7 +4,6 @@ the fingerprint read-only, rotation by the owner, revocation as an action."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from credentials import services
@@ -164,15 +163,72 @@ def test_staff_see_another_person_s_credential_read_only(admin_client, make_user
     assert services.secret_for(credential) == TOKEN
 
 
-def test_a_staff_member_with_model_permissions_adds_their_own(client, make_user):
+@pytest.fixture
+def plain_staff(client, make_user):
+    """A staff member granted no model permission at all."""
     staff = make_user("carol", staff=True)
-    staff.user_permissions.add(*Permission.objects.filter(content_type__app_label="credentials"))
     client.force_login(staff)
+    return staff
+
+
+def test_any_staff_member_adds_their_own_and_sees_all(client, plain_staff, make_user):
+    bobs = services.create_credential(
+        owner=make_user("bob"), name="bobs", kind="https-token", host="github.com", secret=TOKEN
+    )
 
     response = client.post(ADD, add_body())
+    listing = client.get(CHANGELIST)
 
     assert response.status_code == 302
-    assert Credential.objects.get().owner == staff
+    mine = Credential.objects.get(owner=plain_staff)
+    assert listing.status_code == 200
+    assert str(mine.pk) in listing.content.decode() and str(bobs.pk) in listing.content.decode()
+    assert b"Git credentials" in client.get(reverse("admin:index")).content
+
+
+def test_a_staff_member_rotates_their_own_but_not_another_s(client, plain_staff, make_user):
+    mine = services.create_credential(
+        owner=plain_staff, name="mine", kind="https-token", host="github.com", secret=TOKEN
+    )
+    bobs = services.create_credential(
+        owner=make_user("bob"), name="bobs", kind="https-token", host="github.com", secret=TOKEN
+    )
+    new_token = "glpat-" + "N3wS3cr3tT0k3nV4lu3AB"
+
+    own = client.post(change_url(mine), {"secret": new_token})
+    other = client.post(change_url(bobs), {"secret": new_token})
+
+    assert (own.status_code, other.status_code) == (302, 403)
+    assert services.secret_for(mine) == new_token
+    assert services.secret_for(bobs) == TOKEN
+
+
+def test_without_the_change_permission_revoke_spares_other_people_s(client, plain_staff, make_user):
+    mine = services.create_credential(
+        owner=plain_staff, name="mine", kind="https-token", host="github.com", secret=TOKEN
+    )
+    bobs = services.create_credential(
+        owner=make_user("bob"), name="bobs", kind="https-token", host="github.com", secret=TOKEN
+    )
+
+    response = client.post(
+        CHANGELIST,
+        {"action": "revoke", "_selected_action": [str(mine.pk), str(bobs.pk)]},
+        follow=True,
+    )
+
+    mine.refresh_from_db()
+    bobs.refresh_from_db()
+    assert mine.revoked_at is not None and bobs.revoked_at is None
+    assert "Left 1 credential(s) of other people active" in response.content.decode()
+
+
+def test_non_staff_people_have_no_admin_pages(client, make_user):
+    client.force_login(make_user("dave"))
+
+    assert client.get(CHANGELIST).status_code == 302  # to the admin login
+    assert client.post(ADD, add_body()).status_code == 302
+    assert Credential.objects.count() == 0
 
 
 def test_revoke_action_wipes_the_secret(admin_client, admin_user, make_user):
