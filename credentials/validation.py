@@ -21,7 +21,6 @@ from credentials.models import CredentialKind
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9._@+-]{1,100}\Z")
-TOKEN_MIN_LENGTH = 8
 TOKEN_MAX_LENGTH = 1024
 # Printable ASCII without the space: what every forge's tokens are made of.
 _TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+\Z")
@@ -44,6 +43,7 @@ _SSH_KEY_TYPES = frozenset(
         "sk-ecdsa-sha2-nistp256@openssh.com",
     }
 )
+_SSH_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
 _HOST_PATTERN = re.compile(r"[A-Za-z0-9.*?!:\[\]_-]+\Z")
 _HASHED_HOST = re.compile(r"\|1\|[A-Za-z0-9+/]+=*\|[A-Za-z0-9+/]+=*\Z")
 _PUBLIC_KEY_STARTS = (
@@ -161,11 +161,10 @@ def check_secret(kind: str, secret: str) -> CheckedSecret:
 
 @sensitive_variables("secret")
 def _check_token(secret: str) -> CheckedSecret:
-    if not TOKEN_MIN_LENGTH <= len(secret) <= TOKEN_MAX_LENGTH:
-        raise Invalid(
-            f"A token is {TOKEN_MIN_LENGTH} to {TOKEN_MAX_LENGTH} characters long.",
-            field="secret",
-        )
+    if not secret:
+        raise Invalid("A token cannot be empty.", field="secret")
+    if len(secret) > TOKEN_MAX_LENGTH:
+        raise Invalid(f"A token is at most {TOKEN_MAX_LENGTH} characters long.", field="secret")
     if not _TOKEN_CHARACTERS.match(secret):
         raise Invalid(
             "A token is printable ASCII without spaces, line breaks or control characters.",
@@ -209,6 +208,11 @@ def _check_ssh_key(secret: str) -> CheckedSecret:
         raise Invalid("Use an Ed25519, RSA or ECDSA key; ssh takes no other.", field="secret")
     if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 2048:
         raise Invalid("An RSA key needs at least 2048 bits.", field="secret")
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name not in _SSH_CURVES:
+        raise Invalid(
+            f"An ECDSA key for ssh is on NIST P-256, P-384 or P-521, not {key.curve.name}.",
+            field="secret",
+        )
     # Stored in OpenSSH's own format, so ssh reads it the same whatever format it came in.
     stored = key.private_bytes(
         serialization.Encoding.PEM,
@@ -218,7 +222,9 @@ def _check_ssh_key(secret: str) -> CheckedSecret:
     return CheckedSecret(value=stored, fingerprint=ssh_fingerprint(key.public_key()))
 
 
-def ssh_fingerprint(public_key) -> str:
+def ssh_fingerprint(
+    public_key: ed25519.Ed25519PublicKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+) -> str:
     """`SHA256:…` of the public key blob, as `ssh-keygen -l` prints it."""
     line = public_key.public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH

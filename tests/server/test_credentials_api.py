@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa, x25519
 
 from credentials import services
 from credentials.models import Credential
@@ -147,12 +149,35 @@ def test_an_unparsable_key_is_refused_naming_secret(api, secret):
     refused(response, "secret")
 
 
+def pem(key) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        # A weak key on purpose: the refusal is what is tested.
+        (lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024), "2048 bits"),  # noqa: S505
+        (lambda: ec.generate_private_key(ec.SECP256K1()), "P-256, P-384 or P-521"),
+        (ed448.Ed448PrivateKey.generate, "Ed25519, RSA or ECDSA"),
+        (x25519.X25519PrivateKey.generate, "Ed25519, RSA or ECDSA"),
+    ],
+)
+def test_a_key_ssh_cannot_use_is_refused_naming_secret(api, key, reason):
+    response = api.post(URL, token_body(kind="ssh-key", secret=pem(key())), format="json")
+
+    assert reason in refused(response, "secret")
+
+
 @pytest.mark.parametrize(
     ("secret", "reason"),
     [
         ("", "blank"),
-        ("short", "characters long"),
-        ("x" * 1025, "characters long"),
+        ("x" * 1025, "at most 1024 characters"),
         ("ghp_has space inside", "without spaces"),
         ("ghp_tab\there_and_more", "without spaces"),
         ("ghp_newline\nand_more", "without spaces"),
@@ -168,9 +193,11 @@ def test_a_malformed_token_is_refused_naming_secret(api, secret, reason):
 
 
 def test_a_short_token_shows_no_characters_of_itself(api):
-    response = api.post(URL, token_body(secret="abcdefgh12"), format="json")
+    for name, secret in (("ten", "abcdefgh12"), ("one", "x")):
+        response = api.post(URL, token_body(name=name, secret=secret), format="json")
 
-    assert response.json()["fingerprint"] == "…"
+        assert response.status_code == 201, response.json()
+        assert response.json()["fingerprint"] == "…"
 
 
 @pytest.mark.parametrize(
