@@ -9,7 +9,9 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 
 from core.exceptions import DomainError
 from credentials import keys, services, validation
@@ -134,6 +136,13 @@ class CredentialAdmin(admin.ModelAdmin):
         "rotated_at",
         "revoked_at",
     ]
+
+    @method_decorator(sensitive_post_parameters("secret"))
+    def changeform_view(
+        self, request: HttpRequest, object_id=None, form_url="", extra_context=None
+    ) -> HttpResponse:
+        # An error report (mail to ADMINS, the DEBUG page) then shows the secret as stars.
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def get_form(self, request: HttpRequest, obj: Credential | None = None, **kwargs):
         kwargs["form"] = CredentialAddForm if obj is None else CredentialRotateForm

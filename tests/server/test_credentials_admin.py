@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.views.debug import SafeExceptionReporterFilter
 
 from credentials import services
 from credentials.admin import WriteOnlyTextarea
@@ -103,6 +104,15 @@ def test_a_refused_token_is_not_rendered_back_either(admin_client):
     assert "scheme" in response.context["adminform"].form.errors["host"][0]
     assert_no_secret(response.content, TOKEN)
     assert b'name="secret"' in response.content
+
+
+def test_error_reports_would_hide_the_posted_secret(admin_client):
+    response = admin_client.post(ADD, add_body())
+
+    request = response.wsgi_request
+    assert request.sensitive_post_parameters == ("secret",)
+    filtered = SafeExceptionReporterFilter().get_post_parameters(request)
+    assert TOKEN not in str(filtered) and filtered["name"] == "github"
 
 
 def test_the_secret_widget_renders_empty_even_when_given_a_value():
