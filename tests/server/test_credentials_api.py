@@ -473,3 +473,20 @@ def test_a_malformed_key_answers_503_naming_its_position_not_its_value(api, sett
 def test_the_api_needs_a_login(client, db):
     assert client.get(URL).status_code == 401
     assert client.post(URL, token_body(), content_type="application/json").status_code == 401
+
+
+def test_the_browsable_api_never_shows_the_secret(api, tmp_path):
+    html = {"format": "json", "HTTP_ACCEPT": "text/html"}
+    created = api.post(URL, token_body(), **html)
+    locked = make_ssh_key(tmp_path, passphrase="correct horse")
+    refused_key = api.post(URL, token_body(name="k", kind="ssh-key", secret=locked.private), **html)
+    credential_id = Credential.objects.get().pk
+    rotated = api.put(f"{URL}{credential_id}/secret", {"secret": TOKEN[::-1]}, **html)
+    pages = [created, refused_key, rotated, api.get(URL, HTTP_ACCEPT="text/html")]
+
+    assert [page.status_code for page in pages] == [201, 400, 200, 200]
+    assert all(page["Content-Type"].startswith("text/html") for page in pages)
+    for page in pages:
+        content = page.content.decode()
+        assert TOKEN not in content and TOKEN[::-1] not in content
+        assert not any(part in content for part in locked.body_parts())
