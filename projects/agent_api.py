@@ -34,7 +34,7 @@ from nodes.models import Node
 from nodes.services import Heartbeat, record_presence
 from projects import leases
 from projects.api.serializers import StrictSerializer, StrictUUIDField
-from projects.models import JobKind
+from projects.domain import JobKind
 from projects.wakeups import hub
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class LeaseRequestSerializer(StrictSerializer):
 
 class LeasedJobSerializer(serializers.Serializer):
     id = serializers.UUIDField()
-    kind = serializers.ChoiceField(choices=JobKind.choices)
+    kind = serializers.ChoiceField(choices=[kind.value for kind in JobKind])
     project_id = serializers.UUIDField()
     git_url = serializers.CharField()
     branch = serializers.CharField()

@@ -31,6 +31,7 @@ _JOB_FIELDS = (
     "available_at",
     "attempt",
     "failures",
+    "timeouts",
     "lease_token",
     "lease_request_id",
     "lease_instance_id",
@@ -57,12 +58,6 @@ _PROJECT_FIELDS = (
     "created_at",
     "updated_at",
 )
-
-
-def stored_event(row: Event) -> domain.Event:
-    return domain.Event(
-        type=row.type, data=row.data, version=row.version, recorded_at=row.recorded_at
-    )
 
 
 def _job_state(row: Job) -> domain.Job:
@@ -194,7 +189,7 @@ class Drift:
         )
 
 
-def replay(project_id: str, events: Iterable[domain.Event]) -> domain.Project:
+def replay(project_id: str, events: Iterable[domain.Recorded]) -> domain.Project:
     return domain.fold(domain.initial_state(project_id), events)
 
 
@@ -232,11 +227,11 @@ def _event_rows(events: QuerySet[Event]) -> QuerySet[Event, tuple[Any, ...]]:
     )
 
 
-def _replayed_events(rows: Iterable[tuple[Any, ...]]) -> Iterator[domain.Event]:
+def _replayed_events(rows: Iterable[tuple[Any, ...]]) -> Iterator[domain.Recorded]:
     """The events of rows from `_event_rows`."""
     for _, type_, data, version, recorded_at in rows:
         at = datetime.fromisoformat(recorded_at).replace(tzinfo=UTC)
-        yield domain.Event(type_, json.loads(data), version, at)
+        yield domain.Recorded(domain.event_from_data(type_, json.loads(data)), version, at)
 
 
 def replay_all(batch_size: int = 5000) -> Iterator[domain.Project]:
