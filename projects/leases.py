@@ -100,9 +100,24 @@ def claim_query(node: Node, now: datetime) -> tuple[str, list[Any]]:
     return sql, params
 
 
+# Advisory-lock class of the claims, so that their keys cannot meet another use of such locks.
+_CLAIM_LOCK_CLASS = 0x6746
+
+
 def _claim_candidate(node: Node, now: datetime) -> str | None:
-    """Locks and returns the project of the oldest leasable job of `node` (`claim_query`)."""
+    """Locks and returns the project of the oldest leasable job of `node` (`claim_query`).
+
+    On PostgreSQL the claims of one node first take turns on an advisory lock held to the end
+    of the transaction: the claim counts the owner's leased jobs, and two claims counting at
+    once would each miss the other's lease and break the per-person limit. The claim's own
+    statement starts after the lock is granted, so it sees the lease the previous one
+    committed. SQLite's `BEGIN IMMEDIATE` serialises the claims already.
+    """
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_CLAIM_LOCK_CLASS, str(node.pk)]
+            )
         cursor.execute(*claim_query(node, now))
         row = cursor.fetchone()
     return str(uuid.UUID(str(row[0]))) if row else None
