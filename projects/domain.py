@@ -52,10 +52,10 @@ TIMEOUT = "timeout"
 
 @dataclass(frozen=True)
 class DomainEvent:
-    """One fact about a project. Subclasses name their fields; `type` is the stored name."""
+    """One fact about a project. Each subclass names its fields and says, in its docstring,
+    when it is written; `type` is its stored name, the class's name."""
 
     type: ClassVar[str]
-    written_when: ClassVar[str]
     # Whether a node may have a job to lease after this event (a new job, a lease given back,
     # a finished job that unblocks the next one of its project or frees its owner's slot).
     frees_work: ClassVar[bool] = True
@@ -98,7 +98,10 @@ def _event(cls: _E) -> _E:
 @_event
 @dataclass(frozen=True)
 class ProjectCreated(DomainEvent):
-    written_when: ClassVar[str] = "A person asks for a clone of a new project (with its JobQueued)."
+    """A person asked for a clone of a new project; always followed by its `JobQueued` of kind
+    `clone`. `target_path` is `{owner_id}_{name}`, the checkout's place under the node's
+    projects root."""
+
     frees_work: ClassVar[bool] = False
 
     owner_id: int
@@ -113,9 +116,8 @@ class ProjectCreated(DomainEvent):
 @_event
 @dataclass(frozen=True)
 class JobQueued(DomainEvent):
-    written_when: ClassVar[str] = (
-        "A clone, pull or delete is asked for, or a failed or cancelled job is retried."
-    )
+    """A clone, pull or delete was asked for, or a failed or cancelled job was retried. A delete
+    makes the project `deleting` and cancels the jobs still queued before it."""
 
     job_id: str
     kind: JobKind
@@ -131,7 +133,10 @@ class JobQueued(DomainEvent):
 @_event
 @dataclass(frozen=True)
 class JobLeased(DomainEvent):
-    written_when: ClassVar[str] = "The node's agent takes the job (lease call)."
+    """The node's agent took the job (a lease call). `attempt` counts leases of the job, whatever
+    became of them; `request_id` lets a retried lease call get the same lease back;
+    `instance_id` names the agent process that holds it."""
+
     frees_work: ClassVar[bool] = False
 
     job_id: str
@@ -145,9 +150,9 @@ class JobLeased(DomainEvent):
 @_event
 @dataclass(frozen=True)
 class JobLeaseRenewed(DomainEvent):
-    written_when: ClassVar[str] = (
-        "The agent renews its lease; `progress` only when it reported some."
-    )
+    """The agent renewed its lease until `expires_at`; `progress` (`phase, percent, objects,
+    bytes`) is there only when it reported some."""
+
     frees_work: ClassVar[bool] = False
 
     job_id: str
@@ -172,9 +177,8 @@ class JobLeaseRenewed(DomainEvent):
 @_event
 @dataclass(frozen=True)
 class JobLeaseExpired(DomainEvent):
-    written_when: ClassVar[str] = (
-        "A lease ran out unrenewed: the job is queued again and the attempt counts as failed."
-    )
+    """The lease ran out unrenewed: the job is queued again and the attempt counts as failed
+    (a `JobFailed` follows when that makes `LEASE_MAX_ATTEMPTS`)."""
 
     job_id: str
     attempt: int
@@ -183,10 +187,9 @@ class JobLeaseExpired(DomainEvent):
 @_event
 @dataclass(frozen=True)
 class JobLeaseReleased(DomainEvent):
-    written_when: ClassVar[str] = (
-        "The agent gave the lease back (draining, restarted, superseded instance): the job is "
-        "queued again; not a failed attempt, but bounded by `LEASE_MAX_RELEASES`."
-    )
+    """The agent gave the job back (`agent_shutdown` while draining), or a restarted agent
+    replaced the instance that held it (`agent_restarted`): the job is queued again at once.
+    Not a failed attempt; a `JobFailed` follows on the `LEASE_MAX_RELEASES`-th release."""
 
     job_id: str
     attempt: int
@@ -196,9 +199,8 @@ class JobLeaseReleased(DomainEvent):
 @_event
 @dataclass(frozen=True)
 class JobAttemptFailed(DomainEvent):
-    written_when: ClassVar[str] = (
-        "The agent reported a retryable failure and attempts remain: queued again at `retry_at`."
-    )
+    """A retryable failure (`error{code, message, retryable}`) with attempts left: the job is
+    queued again, to be leased after `retry_at`. A second `timeout` is not retried."""
 
     job_id: str
     attempt: int
@@ -209,7 +211,9 @@ class JobAttemptFailed(DomainEvent):
 @_event
 @dataclass(frozen=True)
 class JobSucceeded(DomainEvent):
-    written_when: ClassVar[str] = "The agent reported success."
+    """The agent reported success (`result{commit, branch, local_path, duration_ms,
+    size_bytes}`): a clone makes the project `ready`, a pull moves its commit, a delete makes it
+    `deleted`."""
 
     job_id: str
     attempt: int
@@ -219,10 +223,11 @@ class JobSucceeded(DomainEvent):
 @_event
 @dataclass(frozen=True)
 class JobFailed(DomainEvent):
-    written_when: ClassVar[str] = (
-        "The job failed for good: a final failure, a bound reached (attempts, releases, a second "
-        "timeout), or it waited too long for its node."
-    )
+    """The job failed for good (`error{code, message, retryable}`): a failure that is not
+    retryable, a second `timeout`, or a bound reached (`lease_expired`: `LEASE_MAX_ATTEMPTS`;
+    `lease_released`: `LEASE_MAX_RELEASES`), or it waited too long for an offline or disabled
+    node (`node_unavailable`). A failed clone makes the project `failed`; a failed pull keeps
+    it `ready` with `last_error`."""
 
     job_id: str
     attempt: int
@@ -232,7 +237,8 @@ class JobFailed(DomainEvent):
 @_event
 @dataclass(frozen=True)
 class JobCancelled(DomainEvent):
-    written_when: ClassVar[str] = "A person cancelled the job, or a delete superseded it."
+    """A person cancelled the job (`cancelled_by_user`) or a delete superseded it
+    (`superseded_by_delete`)."""
 
     job_id: str
     reason: str
