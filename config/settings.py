@@ -178,9 +178,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "JobKindEnum": "projects.models.JobKind",
-        "JobStateEnum": "projects.models.JobState",
-        "ProjectStatusEnum": "projects.models.ProjectStatus",
+        "JobKindEnum": "projects.models.JOB_KIND_CHOICES",
+        "JobStateEnum": "projects.models.JOB_STATE_CHOICES",
+        "ProjectStatusEnum": "projects.models.PROJECT_STATUS_CHOICES",
     },
 }
 

@@ -19,6 +19,13 @@ def _choices(enum: type[StrEnum]) -> list[tuple[str, str]]:
     return [(member.value, member.value) for member in enum]
 
 
+# The columns' choices, named here so that the API schema can name their enums
+# (`ENUM_NAME_OVERRIDES` in the settings).
+PROJECT_STATUS_CHOICES = _choices(ProjectStatus)
+JOB_KIND_CHOICES = _choices(JobKind)
+JOB_STATE_CHOICES = _choices(JobState)
+
+
 class Event(models.Model):
     """One fact about one project. Never updated, never deleted."""
 
@@ -52,7 +59,7 @@ class Project(models.Model):
     branch = models.CharField(max_length=255)
     depth = models.PositiveIntegerField(null=True, blank=True)
     target_path = models.CharField(max_length=128)
-    status = models.CharField(max_length=16, choices=_choices(ProjectStatus))
+    status = models.CharField(max_length=16, choices=PROJECT_STATUS_CHOICES)
     commit = models.CharField(max_length=64, blank=True)
     checkout_branch = models.CharField(max_length=255, blank=True)
     local_path = models.CharField(max_length=4096, blank=True)
@@ -82,8 +89,8 @@ class Job(models.Model):
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="jobs")
     node = models.ForeignKey("nodes.Node", on_delete=models.PROTECT, related_name="jobs")
     seq = models.PositiveIntegerField(help_text="The project version that queued the job.")
-    kind = models.CharField(max_length=16, choices=_choices(JobKind))
-    state = models.CharField(max_length=16, choices=_choices(JobState))
+    kind = models.CharField(max_length=16, choices=JOB_KIND_CHOICES)
+    state = models.CharField(max_length=16, choices=JOB_STATE_CHOICES)
     attempt = models.PositiveIntegerField(default=0)
     failures = models.PositiveIntegerField(default=0)
     timeouts = models.PositiveIntegerField(
