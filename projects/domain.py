@@ -24,8 +24,6 @@ from core.exceptions import Conflict, Invalid, LeaseLost, NotFound
 from projects import queue
 from projects.queue import JobState
 
-__all__ = ["JobState"]  # defined with the queue rules, read from here by the rest of the app
-
 
 class ProjectStatus(StrEnum):
     PENDING = "pending"
@@ -40,8 +38,6 @@ class JobKind(StrEnum):
     PULL = "pull"
     DELETE = "delete"
 
-
-OPEN_JOB_STATES = queue.OPEN_JOB_STATES
 
 # The error code of a git command that ran out of time; such a failure is retried once at most.
 TIMEOUT = "timeout"

@@ -31,8 +31,9 @@ from prometheus_client.metrics_core import (
 
 from core.errors import error_body
 from nodes.models import Node
-from projects.domain import OPEN_JOB_STATES, JobKind, JobState
+from projects.domain import JobKind, JobState
 from projects.models import Job
+from projects.queue import OPEN_JOB_STATES
 from projects.wakeups import hub
 
 logger = logging.getLogger(__name__)

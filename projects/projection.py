@@ -19,7 +19,7 @@ from typing import Any
 from django.db.models import Exists, Func, OuterRef, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from projects import domain
+from projects import domain, queue
 from projects.models import Event, Job, Project
 
 _JOB_FIELDS = (
@@ -78,9 +78,9 @@ def load(project_id: uuid.UUID | str, *, job_ids: Iterable[str] = (), lock: bool
     if row is None:
         return domain.initial_state(str(project_id))
     wanted = [str(job_id) for job_id in job_ids]
-    jobs = Job.objects.filter(project_id=row.pk).filter(
-        state__in=[s.value for s in domain.OPEN_JOB_STATES]
-    ) | Job.objects.filter(project_id=row.pk, id__in=_valid_uuids(wanted))
+    jobs = queue.open_only(Job.objects.filter(project_id=row.pk)) | Job.objects.filter(
+        project_id=row.pk, id__in=_valid_uuids(wanted)
+    )
     values = {name: getattr(row, name) for name in _PROJECT_FIELDS}
     values["status"] = domain.ProjectStatus(row.status)
     return domain.Project(
