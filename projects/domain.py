@@ -294,8 +294,8 @@ class Job:
 
     @property
     def releases(self) -> int:
-        """Leases given back so far. Every lease but a running one ended expired, failed,
-        released or finished, and only the first two count as failures."""
+        """Leases given back so far, while the job is open: each of its leases but a running
+        one ended expired or failed (both counted in `failures`) or given back."""
         return self.attempt - self.failures - (1 if self.state == JobState.LEASED else 0)
 
 
