@@ -100,6 +100,11 @@ def open_only(jobs: QuerySet) -> QuerySet:
     return jobs.filter(state__in=OPEN_JOB_STATES)
 
 
+def open_in_queue_order(jobs: QuerySet) -> QuerySet:
+    """The open jobs of a `Job` queryset in queue order: a project's first is its `head`."""
+    return open_only(jobs).order_by("seq")
+
+
 def leasable_only(jobs: QuerySet, *, now: datetime, limit: int) -> QuerySet:
     """The leasable jobs of a `Job` queryset (filter it by node first): `is_leasable` in SQL."""
     model = jobs.model

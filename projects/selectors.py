@@ -29,7 +29,7 @@ def project_events(project: Project) -> QuerySet[Event]:
 
 def with_open_jobs(projects: QuerySet[Project]) -> QuerySet[Project]:
     """Fetches every listed project's open jobs in one query, for `active_job`."""
-    open_jobs = queue.open_only(Job.objects.all()).order_by("seq")
+    open_jobs = queue.open_in_queue_order(Job.objects.all())
     return projects.prefetch_related(Prefetch("jobs", queryset=open_jobs, to_attr="open_jobs"))
 
 
@@ -38,7 +38,7 @@ def active_job(project: Project) -> Job | None:
     prefetched = getattr(project, "open_jobs", None)
     if prefetched is not None:
         return prefetched[0] if prefetched else None
-    return queue.open_only(project.jobs.all()).order_by("seq").first()
+    return queue.open_in_queue_order(project.jobs.all()).first()
 
 
 def leasable_jobs(node_ids: list[str], now: datetime | None = None) -> QuerySet[Job]:
