@@ -121,9 +121,9 @@ class JobQueued(DomainEvent):
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> DomainEvent:
-        return cls(
-            job_id=data["job_id"], kind=JobKind(data["kind"]), max_attempts=data["max_attempts"]
-        )
+        event = super().from_data(data)
+        event.__dict__["kind"] = JobKind(data["kind"])
+        return event
 
 
 @_event
@@ -163,11 +163,9 @@ class JobLeaseRenewed(DomainEvent):
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> DomainEvent:
-        return cls(
-            job_id=data["job_id"],
-            expires_at=datetime.fromisoformat(data["expires_at"]),
-            progress=data.get("progress"),
-        )
+        event = super().from_data(data)
+        event.__dict__.setdefault("progress", None)
+        return event
 
 
 @_event
