@@ -251,14 +251,6 @@ class Recorded:
     version: int
     recorded_at: datetime
 
-    @property
-    def type(self) -> str:
-        return self.event.type
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return self.event.to_data()
-
 
 # --- State ------------------------------------------------------------------------------------
 
