@@ -103,7 +103,7 @@ class Stream:
         self.decided = domain.fold(
             self.decided,
             [
-                domain.Event(type=e.type.value, data=e.data, version=base + i, recorded_at=now)
+                domain.Recorded(e, version=base + i, recorded_at=now)
                 for i, e in enumerate(new, start=1)
             ],
         )

@@ -190,9 +190,9 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "CredentialKindEnum": "credentials.models.CredentialKind",
-        "JobKindEnum": "projects.models.JobKind",
-        "JobStateEnum": "projects.models.JobState",
-        "ProjectStatusEnum": "projects.models.ProjectStatus",
+        "JobKindEnum": "projects.models.JOB_KIND_CHOICES",
+        "JobStateEnum": "projects.models.JOB_STATE_CHOICES",
+        "ProjectStatusEnum": "projects.models.PROJECT_STATUS_CHOICES",
     },
 }
 
@@ -203,6 +203,15 @@ GIT_ALLOWED_SCHEMES = env.list("GIT_ALLOWED_SCHEMES", default=["https", "ssh"])
 GIT_ALLOW_PRIVATE_HOSTS = env.bool("GIT_ALLOW_PRIVATE_HOSTS", default=False)
 LEASE_SECONDS = env.int("LEASE_SECONDS", default=90)
 LEASE_MAX_ATTEMPTS = env.int("LEASE_MAX_ATTEMPTS", default=3)
+# Leases given back by a restarting or draining agent are not failed attempts; this bounds a job
+# that keeps stopping its agent.
+LEASE_MAX_RELEASES = env.int("LEASE_MAX_RELEASES", default=10)
+# One person's jobs running at once on one node: with the agent's default concurrency of 2, one
+# person never holds all of a node's slots, however many clones of a dead server they ask for.
+MAX_RUNNING_JOBS_PER_USER_PER_NODE = env.int("MAX_RUNNING_JOBS_PER_USER_PER_NODE", default=1)
+for _bound in ("LEASE_MAX_RELEASES", "MAX_RUNNING_JOBS_PER_USER_PER_NODE"):
+    if globals()[_bound] < 1:
+        raise ImproperlyConfigured(f"{_bound} must be at least 1.")
 LEASE_RENEW_SECONDS = env.int("LEASE_RENEW_SECONDS", default=20)
 RETRY_BACKOFF_SECONDS = env.int("RETRY_BACKOFF_SECONDS", default=30)
 LONG_POLL_DEFAULT_WAIT = env.int("LONG_POLL_DEFAULT_WAIT", default=25)

@@ -431,7 +431,7 @@ class EventTypeFilter(admin.SimpleListFilter):
     parameter_name = "type"
 
     def lookups(self, request, model_admin):
-        return [(event_type.value, event_type.value) for event_type in domain.EventType]
+        return [(event_type, event_type) for event_type in domain.EVENT_TYPES]
 
     def queryset(self, request, queryset):
         return queryset.filter(type=self.value()) if self.value() else queryset

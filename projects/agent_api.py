@@ -35,7 +35,8 @@ from nodes.models import Node
 from nodes.services import Heartbeat, flag_duplicate_instance, record_presence
 from projects import leases
 from projects.api.serializers import StrictSerializer, StrictUUIDField
-from projects.models import JobKind, JobState
+from projects.domain import JobKind
+from projects.models import JOB_KIND_CHOICES, JOB_STATE_CHOICES
 from projects.wakeups import hub
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class LeaseRequestSerializer(StrictSerializer):
 
 class LeasedJobSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="job.id")
-    kind = serializers.ChoiceField(source="job.kind", choices=JobKind.choices)
+    kind = serializers.ChoiceField(source="job.kind", choices=[kind.value for kind in JobKind])
     project_id = serializers.UUIDField(source="project.id")
     git_url = serializers.CharField(source="project.git_url")
     branch = serializers.CharField(source="project.branch")
@@ -159,8 +160,8 @@ class CompleteRequestSerializer(StrictSerializer):
 
 class JobOutcomeSerializer(serializers.Serializer):
     id = serializers.UUIDField()
-    kind = serializers.ChoiceField(choices=JobKind.choices)
-    state = serializers.ChoiceField(choices=JobState.choices)
+    kind = serializers.ChoiceField(choices=JOB_KIND_CHOICES)
+    state = serializers.ChoiceField(choices=JOB_STATE_CHOICES)
     attempt = serializers.IntegerField()
     result = serializers.JSONField(allow_null=True)
     error = serializers.JSONField(allow_null=True)

@@ -1,8 +1,11 @@
 """The project decider: `decide(state, command) -> events` and `evolve(state, event) -> state`.
 
-Pure Python, no Django: everything a project is and may do is here. A project's stream holds the
-project and all of its jobs. Event data is JSON-native (ids and times are strings) so that what
-is stored is exactly what `evolve` reads back; the event catalogue is `docs/events.md`.
+Pure Python, no database, no settings: everything a project is and may do is here. A project's
+stream holds the project and all of its jobs. Each event type is a frozen dataclass below with
+its fields; `to_data` and `event_from_data` convert it to and from the JSON stored in the log
+(ids and times as strings), which is the catalogue in `docs/events.md`, generated from these
+classes by `python -m projects.catalogue`. The queue rules (open, head, leasable) are in
+`projects.queue`.
 
 `decide` only ever needs the project, its open (queued or leased) jobs, and the job a command
 names, so callers may load just those; `evolve` keeps whatever jobs it is given.
@@ -11,13 +14,15 @@ names, so callers may load just those; `evolve` keeps whatever jobs it is given.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, TypeVar
+from enum import Enum, StrEnum
+from typing import Any, ClassVar, TypeVar
 
 from core.exceptions import Conflict, Invalid, LeaseLost, NotFound
+from projects import queue
+from projects.queue import JobState
 
 
 class ProjectStatus(StrEnum):
@@ -34,47 +39,215 @@ class JobKind(StrEnum):
     DELETE = "delete"
 
 
-class JobState(StrEnum):
-    QUEUED = "queued"
-    LEASED = "leased"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-OPEN_JOB_STATES = frozenset({JobState.QUEUED, JobState.LEASED})
-
-
-class EventType(StrEnum):
-    PROJECT_CREATED = "ProjectCreated"
-    JOB_QUEUED = "JobQueued"
-    JOB_LEASED = "JobLeased"
-    JOB_LEASE_RENEWED = "JobLeaseRenewed"
-    JOB_LEASE_EXPIRED = "JobLeaseExpired"
-    JOB_LEASE_RELEASED = "JobLeaseReleased"
-    JOB_ATTEMPT_FAILED = "JobAttemptFailed"
-    JOB_SUCCEEDED = "JobSucceeded"
-    JOB_FAILED = "JobFailed"
-    JOB_CANCELLED = "JobCancelled"
+# The error code of a git command that ran out of time; such a failure is retried once at most.
+TIMEOUT = "timeout"
 
 
 # --- Events -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class NewEvent:
-    """An event `decide` wants appended."""
+class DomainEvent:
+    """One fact about a project. Each subclass names its fields and says, in its docstring,
+    when it is written; `type` is its stored name, the class's name."""
 
-    type: EventType
-    data: dict[str, Any]
+    type: ClassVar[str]
+    # Whether a node may have a job to lease after this event (a new job, a lease given back,
+    # a finished job that unblocks the next one of its project or frees its owner's slot).
+    frees_work: ClassVar[bool] = True
+    _datetimes: ClassVar[frozenset[str]] = frozenset()
+
+    def to_data(self) -> dict[str, Any]:
+        """The event as the JSON stored in `Event.data`."""
+        data = {}
+        for name, value in self.__dict__.items():
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, Enum):
+                value = value.value
+            data[name] = value
+        return data
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> DomainEvent:
+        """The event stored as `data`. Built without `__init__`, as `_changed` copies states:
+        a rebuild reads a million events, and the stored JSON holds exactly the fields."""
+        event = object.__new__(cls)
+        values = event.__dict__
+        values.update(data)
+        for name in cls._datetimes:
+            values[name] = datetime.fromisoformat(values[name])
+        return event
+
+
+EVENT_TYPES: dict[str, type[DomainEvent]] = {}
+_E = TypeVar("_E", bound=type[DomainEvent])
+
+
+def _event(cls: _E) -> _E:
+    cls.type = cls.__name__
+    cls._datetimes = frozenset(f.name for f in fields(cls) if f.type == "datetime")
+    EVENT_TYPES[cls.type] = cls
+    return cls
+
+
+@_event
+@dataclass(frozen=True)
+class ProjectCreated(DomainEvent):
+    """A person asked for a clone of a new project; always followed by its `JobQueued` of kind
+    `clone`. `target_path` is `{owner_id}_{name}`, the checkout's place under the node's
+    projects root."""
+
+    frees_work: ClassVar[bool] = False
+
+    owner_id: int
+    name: str
+    node_id: str
+    git_url: str
+    branch: str
+    depth: int | None
+    target_path: str
+
+
+@_event
+@dataclass(frozen=True)
+class JobQueued(DomainEvent):
+    """A clone, pull or delete was asked for, or a failed or cancelled job was retried. A delete
+    makes the project `deleting` and cancels the jobs still queued before it."""
+
+    job_id: str
+    kind: JobKind
+    max_attempts: int
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> DomainEvent:
+        event = super().from_data(data)
+        event.__dict__["kind"] = JobKind(data["kind"])
+        return event
+
+
+@_event
+@dataclass(frozen=True)
+class JobLeased(DomainEvent):
+    """The node's agent took the job (a lease call). `attempt` counts leases of the job, whatever
+    became of them; `request_id` lets a retried lease call get the same lease back;
+    `instance_id` names the agent process that holds it."""
+
+    frees_work: ClassVar[bool] = False
+
+    job_id: str
+    attempt: int
+    lease_token: str
+    request_id: str
+    instance_id: str
+    expires_at: datetime
+
+
+@_event
+@dataclass(frozen=True)
+class JobLeaseRenewed(DomainEvent):
+    """The agent renewed its lease until `expires_at`; `progress` (`phase, percent, objects,
+    bytes`) is there only when it reported some."""
+
+    frees_work: ClassVar[bool] = False
+
+    job_id: str
+    expires_at: datetime
+    progress: dict[str, Any] | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"job_id": self.job_id, "expires_at": self.expires_at.isoformat()}
+        if self.progress:
+            data["progress"] = self.progress
+        return data
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> DomainEvent:
+        event = super().from_data(data)
+        event.__dict__.setdefault("progress", None)
+        return event
+
+
+@_event
+@dataclass(frozen=True)
+class JobLeaseExpired(DomainEvent):
+    """The lease ran out unrenewed: the job is queued again and the attempt counts as failed
+    (a `JobFailed` follows when that makes `LEASE_MAX_ATTEMPTS`)."""
+
+    job_id: str
+    attempt: int
+
+
+@_event
+@dataclass(frozen=True)
+class JobLeaseReleased(DomainEvent):
+    """The agent gave the job back (`agent_shutdown` while draining), or a restarted agent
+    replaced the instance that held it (`agent_restarted`): the job is queued again at once.
+    Not a failed attempt; a `JobFailed` follows on the `LEASE_MAX_RELEASES`-th release."""
+
+    job_id: str
+    attempt: int
+    reason: str
+
+
+@_event
+@dataclass(frozen=True)
+class JobAttemptFailed(DomainEvent):
+    """A retryable failure (`error{code, message, retryable}`) with attempts left: the job is
+    queued again, to be leased after `retry_at`. A second `timeout` is not retried."""
+
+    job_id: str
+    attempt: int
+    error: dict[str, Any]
+    retry_at: datetime
+
+
+@_event
+@dataclass(frozen=True)
+class JobSucceeded(DomainEvent):
+    """The agent reported success (`result{commit, branch, local_path, duration_ms,
+    size_bytes}`): a clone makes the project `ready`, a pull moves its commit, a delete makes it
+    `deleted`."""
+
+    job_id: str
+    attempt: int
+    result: dict[str, Any]
+
+
+@_event
+@dataclass(frozen=True)
+class JobFailed(DomainEvent):
+    """The job failed for good (`error{code, message, retryable}`): a failure that is not
+    retryable, a second `timeout`, or a bound reached (`lease_expired`: `LEASE_MAX_ATTEMPTS`;
+    `lease_released`: `LEASE_MAX_RELEASES`), or it waited too long for an offline or disabled
+    node (`node_unavailable`). A failed clone makes the project `failed`; a failed pull keeps
+    it `ready` with `last_error`."""
+
+    job_id: str
+    attempt: int
+    error: dict[str, Any]
+
+
+@_event
+@dataclass(frozen=True)
+class JobCancelled(DomainEvent):
+    """A person cancelled the job (`cancelled_by_user`) or a delete superseded it
+    (`superseded_by_delete`)."""
+
+    job_id: str
+    reason: str
+
+
+def event_from_data(type_: str, data: dict[str, Any]) -> DomainEvent:
+    """The typed event stored under `type_` with `data`."""
+    return EVENT_TYPES[type_].from_data(data)
 
 
 @dataclass(frozen=True)
-class Event:
+class Recorded:
     """An event as stored: its place in the stream and when it was recorded."""
 
-    type: str
-    data: dict[str, Any]
+    event: DomainEvent
     version: int
     recorded_at: datetime
 
@@ -93,6 +266,7 @@ class Job:
     available_at: datetime
     attempt: int = 0
     failures: int = 0
+    timeouts: int = 0
     lease_token: str = ""
     lease_request_id: str = ""
     lease_instance_id: str = ""
@@ -106,7 +280,13 @@ class Job:
 
     @property
     def is_open(self) -> bool:
-        return self.state in OPEN_JOB_STATES
+        return queue.is_open(self)
+
+    @property
+    def releases(self) -> int:
+        """Leases given back so far, while the job is open: each of its leases but a running
+        one ended expired or failed (both counted in `failures`) or given back."""
+        return self.attempt - self.failures - (1 if self.state == JobState.LEASED else 0)
 
 
 @dataclass(frozen=True)
@@ -134,12 +314,11 @@ class Project:
         return self.version > 0
 
     def open_jobs(self) -> list[Job]:
-        return sorted((job for job in self.jobs.values() if job.is_open), key=lambda j: j.seq)
+        return queue.open_jobs(self.jobs.values())
 
     def head_job(self) -> Job | None:
-        """The job that runs next (or runs now): the oldest open job."""
-        open_jobs = self.open_jobs()
-        return open_jobs[0] if open_jobs else None
+        """The job that runs next (or runs now): see `projects.queue.head`."""
+        return queue.head(self.jobs.values())
 
 
 def initial_state(project_id: str) -> Project:
@@ -225,8 +404,11 @@ class ExpireLease:
 
 @dataclass(frozen=True)
 class ReleaseLease:
+    """Gives a lease back; the `max_releases`-th release of one job fails it for good."""
+
     job_id: str
     reason: str
+    max_releases: int
     lease_token: str | None = None
 
 
@@ -253,7 +435,28 @@ Command = (
 )
 
 
-# --- decide -----------------------------------------------------------------------------------
+# --- decide: one function per command -----------------------------------------------------------
+
+_DECIDERS: dict[type, Callable[[Project, Any], list[DomainEvent]]] = {}
+_C = TypeVar("_C")
+
+
+def _decides(command_type: type[_C]):
+    def register(
+        decider: Callable[[Project, _C], list[DomainEvent]],
+    ) -> Callable[[Project, _C], list[DomainEvent]]:
+        _DECIDERS[command_type] = decider
+        return decider
+
+    return register
+
+
+def decide(state: Project, command: Command) -> list[DomainEvent]:
+    """The events that `command` causes on `state`, or a `DomainError` saying why not."""
+    decider = _DECIDERS.get(type(command))
+    if decider is None:
+        raise TypeError(f"Unknown command {command!r}")
+    return decider(state, command)
 
 
 def _iso(moment: datetime) -> str:
@@ -267,12 +470,6 @@ def _job(state: Project, job_id: str) -> Job:
     return job
 
 
-def _queue(kind: JobKind, job_id: str, max_attempts: int) -> NewEvent:
-    return NewEvent(
-        EventType.JOB_QUEUED, {"job_id": job_id, "kind": kind.value, "max_attempts": max_attempts}
-    )
-
-
 def _require_live(state: Project) -> None:
     if not state.exists:
         raise NotFound("No such project.")
@@ -280,169 +477,172 @@ def _require_live(state: Project) -> None:
         raise Conflict("The project has been deleted.", code="project_deleted")
 
 
-def decide(state: Project, command: Command) -> list[NewEvent]:
-    """The events that `command` causes on `state`, or a `DomainError` saying why not."""
-    match command:
-        case CreateProject():
-            if state.exists:
-                raise Conflict("The project already exists.", code="project_exists")
-            return [
-                NewEvent(
-                    EventType.PROJECT_CREATED,
-                    {
-                        "owner_id": command.owner_id,
-                        "name": command.name,
-                        "node_id": command.node_id,
-                        "git_url": command.git_url,
-                        "branch": command.branch,
-                        "depth": command.depth,
-                        "target_path": f"{command.owner_id}_{command.name}",
-                    },
-                ),
-                _queue(JobKind.CLONE, command.job_id, command.max_attempts),
-            ]
+@_decides(CreateProject)
+def _create(state: Project, command: CreateProject) -> list[DomainEvent]:
+    if state.exists:
+        raise Conflict("The project already exists.", code="project_exists")
+    return [
+        ProjectCreated(
+            owner_id=command.owner_id,
+            name=command.name,
+            node_id=command.node_id,
+            git_url=command.git_url,
+            branch=command.branch,
+            depth=command.depth,
+            target_path=f"{command.owner_id}_{command.name}",
+        ),
+        JobQueued(command.job_id, JobKind.CLONE, command.max_attempts),
+    ]
 
-        case RequestPull():
-            _require_live(state)
-            if state.status != ProjectStatus.READY:
-                raise Conflict(
-                    f"Only a ready project can be pulled; this one is {state.status.value}.",
-                    code="not_ready",
-                )
-            waiting = [
-                j
-                for j in state.open_jobs()
-                if j.kind == JobKind.PULL and j.state == JobState.QUEUED
-            ]
-            if waiting:
-                raise Conflict(
-                    f"A pull is already queued (job {waiting[0].id}).", code="pull_already_queued"
-                )
-            return [_queue(JobKind.PULL, command.job_id, command.max_attempts)]
 
-        case RequestDelete():
-            _require_live(state)
-            if state.status == ProjectStatus.DELETING:
-                raise Conflict("The project is already being deleted.", code="already_deleting")
-            superseded = [
-                NewEvent(
-                    EventType.JOB_CANCELLED, {"job_id": job.id, "reason": "superseded_by_delete"}
-                )
-                for job in state.open_jobs()
-                if job.state == JobState.QUEUED
-            ]
-            return [*superseded, _queue(JobKind.DELETE, command.job_id, command.max_attempts)]
+@_decides(RequestPull)
+def _pull(state: Project, command: RequestPull) -> list[DomainEvent]:
+    _require_live(state)
+    if state.status != ProjectStatus.READY:
+        raise Conflict(
+            f"Only a ready project can be pulled; this one is {state.status.value}.",
+            code="not_ready",
+        )
+    waiting = [
+        j for j in state.open_jobs() if j.kind == JobKind.PULL and j.state == JobState.QUEUED
+    ]
+    if waiting:
+        raise Conflict(
+            f"A pull is already queued (job {waiting[0].id}).", code="pull_already_queued"
+        )
+    return [JobQueued(command.job_id, JobKind.PULL, command.max_attempts)]
 
-        case CancelJob():
-            _require_live(state)
-            job = _job(state, command.job_id)
-            if not job.is_open:
-                raise Conflict(
-                    f"Job {job.id} is {job.state.value}; only queued or leased jobs can be cancelled.",
-                    code="job_finished",
-                )
-            return [NewEvent(EventType.JOB_CANCELLED, {"job_id": job.id, "reason": command.reason})]
 
-        case RetryJob():
-            _require_live(state)
-            job = _job(state, command.failed_job_id)
-            if job.state not in (JobState.FAILED, JobState.CANCELLED):
-                raise Conflict(
-                    f"Job {job.id} is {job.state.value}; only failed or cancelled jobs are retried.",
-                    code="not_retryable",
-                )
-            if state.open_jobs():
-                raise Conflict("The project has a job queued or running.", code="job_open")
-            allowed = {
-                JobKind.CLONE: state.status == ProjectStatus.FAILED and not state.commit,
-                JobKind.PULL: state.status == ProjectStatus.READY,
-                JobKind.DELETE: True,
-            }
-            if not allowed[job.kind]:
-                raise Conflict(
-                    f"A {job.kind.value} cannot be retried while the project is "
-                    f"{state.status.value}.",
-                    code="not_retryable",
-                )
-            return [_queue(job.kind, command.job_id, command.max_attempts)]
+@_decides(RequestDelete)
+def _delete(state: Project, command: RequestDelete) -> list[DomainEvent]:
+    _require_live(state)
+    if state.status == ProjectStatus.DELETING:
+        raise Conflict("The project is already being deleted.", code="already_deleting")
+    superseded: list[DomainEvent] = [
+        JobCancelled(job.id, "superseded_by_delete")
+        for job in state.open_jobs()
+        if job.state == JobState.QUEUED
+    ]
+    return [*superseded, JobQueued(command.job_id, JobKind.DELETE, command.max_attempts)]
 
-        case LeaseJob():
-            job = _job(state, command.job_id)
-            head = state.head_job()
-            if job.state != JobState.QUEUED or head is None or head.id != job.id:
-                raise Conflict(f"Job {job.id} is not next in its project's queue.", code="not_next")
-            if job.available_at > command.now:
-                raise Conflict(
-                    f"Job {job.id} waits until {_iso(job.available_at)}.", code="backoff"
-                )
-            return [
-                NewEvent(
-                    EventType.JOB_LEASED,
-                    {
-                        "job_id": job.id,
-                        "attempt": job.attempt + 1,
-                        "lease_token": command.lease_token,
-                        "request_id": command.request_id,
-                        "instance_id": command.instance_id,
-                        "expires_at": _iso(command.now + timedelta(seconds=command.lease_seconds)),
-                    },
-                )
-            ]
 
-        case RenewLease():
-            job = _held_lease(state, command.job_id, command.lease_token)
-            data: dict[str, Any] = {
-                "job_id": job.id,
-                "expires_at": _iso(command.now + timedelta(seconds=command.lease_seconds)),
-            }
-            if command.progress:
-                data["progress"] = command.progress
-            return [NewEvent(EventType.JOB_LEASE_RENEWED, data)]
+@_decides(CancelJob)
+def _cancel(state: Project, command: CancelJob) -> list[DomainEvent]:
+    _require_live(state)
+    job = _job(state, command.job_id)
+    if not job.is_open:
+        raise Conflict(
+            f"Job {job.id} is {job.state.value}; only queued or leased jobs can be cancelled.",
+            code="job_finished",
+        )
+    return [JobCancelled(job.id, command.reason)]
 
-        case CompleteJob():
-            return _complete(state, command)
 
-        case ExpireLease():
-            job = _job(state, command.job_id)
-            if job.state != JobState.LEASED or job.lease_expires_at is None:
-                raise Conflict(f"Job {job.id} holds no lease.", code="not_leased")
-            if job.lease_expires_at > command.now:
-                raise Conflict(f"The lease of job {job.id} has not expired.", code="not_expired")
-            events = [
-                NewEvent(EventType.JOB_LEASE_EXPIRED, {"job_id": job.id, "attempt": job.attempt})
-            ]
-            if job.failures + 1 >= job.max_attempts:
-                events.append(
-                    _final_failure(
-                        job,
-                        "lease_expired",
-                        f"The lease expired {job.failures + 1} time(s); the agent stopped "
-                        f"reporting. Giving up after {job.max_attempts} attempts.",
-                    )
-                )
-            return events
+@_decides(RetryJob)
+def _retry(state: Project, command: RetryJob) -> list[DomainEvent]:
+    _require_live(state)
+    job = _job(state, command.failed_job_id)
+    if job.state not in (JobState.FAILED, JobState.CANCELLED):
+        raise Conflict(
+            f"Job {job.id} is {job.state.value}; only failed or cancelled jobs are retried.",
+            code="not_retryable",
+        )
+    if state.open_jobs():
+        raise Conflict("The project has a job queued or running.", code="job_open")
+    allowed = {
+        JobKind.CLONE: state.status == ProjectStatus.FAILED and not state.commit,
+        JobKind.PULL: state.status == ProjectStatus.READY,
+        JobKind.DELETE: True,
+    }
+    if not allowed[job.kind]:
+        raise Conflict(
+            f"A {job.kind.value} cannot be retried while the project is {state.status.value}.",
+            code="not_retryable",
+        )
+    return [JobQueued(command.job_id, job.kind, command.max_attempts)]
 
-        case ReleaseLease():
-            job = _job(state, command.job_id)
-            if job.state != JobState.LEASED or (
-                command.lease_token is not None
-                and not _same_token(job.lease_token, command.lease_token)
-            ):
-                raise LeaseLost(f"Job {job.id} is not leased with this token.", field="lease_token")
-            return [
-                NewEvent(
-                    EventType.JOB_LEASE_RELEASED,
-                    {"job_id": job.id, "attempt": job.attempt, "reason": command.reason},
-                )
-            ]
 
-        case ExpireQueuedJob():
-            job = _job(state, command.job_id)
-            if job.state != JobState.QUEUED:
-                raise Conflict(f"Job {job.id} is not queued.", code="not_queued")
-            return [_final_failure(job, "node_unavailable", command.reason)]
+@_decides(LeaseJob)
+def _lease(state: Project, command: LeaseJob) -> list[DomainEvent]:
+    job = _job(state, command.job_id)
+    if not queue.is_next(job, state.jobs.values(), command.now):
+        if job.state == JobState.QUEUED and state.head_job() is job:
+            raise Conflict(f"Job {job.id} waits until {_iso(job.available_at)}.", code="backoff")
+        raise Conflict(f"Job {job.id} is not next in its project's queue.", code="not_next")
+    return [
+        JobLeased(
+            job_id=job.id,
+            attempt=job.attempt + 1,
+            lease_token=command.lease_token,
+            request_id=command.request_id,
+            instance_id=command.instance_id,
+            expires_at=command.now + timedelta(seconds=command.lease_seconds),
+        )
+    ]
 
-    raise TypeError(f"Unknown command {command!r}")
+
+@_decides(RenewLease)
+def _renew(state: Project, command: RenewLease) -> list[DomainEvent]:
+    job = _held_lease(state, command.job_id, command.lease_token)
+    return [
+        JobLeaseRenewed(
+            job_id=job.id,
+            expires_at=command.now + timedelta(seconds=command.lease_seconds),
+            progress=command.progress or None,
+        )
+    ]
+
+
+@_decides(ExpireLease)
+def _expire(state: Project, command: ExpireLease) -> list[DomainEvent]:
+    job = _job(state, command.job_id)
+    if job.state != JobState.LEASED or job.lease_expires_at is None:
+        raise Conflict(f"Job {job.id} holds no lease.", code="not_leased")
+    if job.lease_expires_at > command.now:
+        raise Conflict(f"The lease of job {job.id} has not expired.", code="not_expired")
+    events: list[DomainEvent] = [JobLeaseExpired(job.id, job.attempt)]
+    failures = job.failures + 1
+    if failures >= job.max_attempts:
+        events.append(
+            _final_failure(
+                job,
+                "lease_expired",
+                f"The lease expired: the agent stopped reporting. That is {failures} failed "
+                f"attempt(s), the bound of {job.max_attempts} (LEASE_MAX_ATTEMPTS); leases "
+                f"given back by the agent ({job.releases}) do not count.",
+            )
+        )
+    return events
+
+
+@_decides(ReleaseLease)
+def _release(state: Project, command: ReleaseLease) -> list[DomainEvent]:
+    job = _job(state, command.job_id)
+    if job.state != JobState.LEASED or (
+        command.lease_token is not None and not _same_token(job.lease_token, command.lease_token)
+    ):
+        raise LeaseLost(f"Job {job.id} is not leased with this token.", field="lease_token")
+    events: list[DomainEvent] = [JobLeaseReleased(job.id, job.attempt, command.reason)]
+    releases = job.releases + 1
+    if releases >= command.max_releases:
+        events.append(
+            _final_failure(
+                job,
+                "lease_released",
+                f"The agent gave the lease back {releases} time(s) (last: {command.reason}), "
+                f"the bound of {command.max_releases} (LEASE_MAX_RELEASES): the job may be "
+                f"stopping its agent. Failed attempts so far: {job.failures}.",
+            )
+        )
+    return events
+
+
+@_decides(ExpireQueuedJob)
+def _expire_queued(state: Project, command: ExpireQueuedJob) -> list[DomainEvent]:
+    job = _job(state, command.job_id)
+    if job.state != JobState.QUEUED:
+        raise Conflict(f"Job {job.id} is not queued.", code="not_queued")
+    return [_final_failure(job, "node_unavailable", command.reason)]
 
 
 def _same_token(held: str, given: str) -> bool:
@@ -460,18 +660,14 @@ def _held_lease(state: Project, job_id: str, lease_token: str) -> Job:
     return job
 
 
-def _final_failure(job: Job, code: str, message: str, retryable: bool = False) -> NewEvent:
-    return NewEvent(
-        EventType.JOB_FAILED,
-        {
-            "job_id": job.id,
-            "attempt": job.attempt,
-            "error": {"code": code, "message": message, "retryable": retryable},
-        },
+def _final_failure(job: Job, code: str, message: str, retryable: bool = False) -> JobFailed:
+    return JobFailed(
+        job.id, job.attempt, {"code": code, "message": message, "retryable": retryable}
     )
 
 
-def _complete(state: Project, command: CompleteJob) -> list[NewEvent]:
+@_decides(CompleteJob)
+def _complete(state: Project, command: CompleteJob) -> list[DomainEvent]:
     job = _job(state, command.job_id)
     if (command.result is None) == (command.error is None):
         raise Invalid("Give exactly one of result and error.", field="outcome")
@@ -487,39 +683,23 @@ def _complete(state: Project, command: CompleteJob) -> list[NewEvent]:
         )
     job = _held_lease(state, command.job_id, command.lease_token)
     if command.result is not None:
-        return [
-            NewEvent(
-                EventType.JOB_SUCCEEDED,
-                {"job_id": job.id, "attempt": job.attempt, "result": command.result},
-            )
-        ]
+        return [JobSucceeded(job.id, job.attempt, command.result)]
     error = command.error or {}
-    if error.get("retryable") and job.failures + 1 < job.max_attempts:
+    # One person's clones of a server that never answers would hold a node's slots for
+    # max_attempts times the git timeout; a timeout is worth one more try, not more.
+    retries_left = job.failures + 1 < job.max_attempts and not (
+        error.get("code") == TIMEOUT and job.timeouts >= 1
+    )
+    if error.get("retryable") and retries_left:
         retry_at = command.now + timedelta(seconds=command.retry_backoff_seconds * 2**job.failures)
-        return [
-            NewEvent(
-                EventType.JOB_ATTEMPT_FAILED,
-                {
-                    "job_id": job.id,
-                    "attempt": job.attempt,
-                    "error": error,
-                    "retry_at": _iso(retry_at),
-                },
-            )
-        ]
-    return [
-        NewEvent(EventType.JOB_FAILED, {"job_id": job.id, "attempt": job.attempt, "error": error})
-    ]
+        return [JobAttemptFailed(job.id, job.attempt, error, retry_at)]
+    return [JobFailed(job.id, job.attempt, error)]
 
 
-# --- evolve -----------------------------------------------------------------------------------
+# --- evolve: one mutator per event type ---------------------------------------------------------
 
 
 _Frozen = TypeVar("_Frozen", Project, Job)
-
-
-def _when(value: str) -> datetime:
-    return datetime.fromisoformat(value)
 
 
 def _changed(obj: _Frozen, **changes: Any) -> _Frozen:
@@ -535,6 +715,33 @@ def _changed(obj: _Frozen, **changes: Any) -> _Frozen:
     fields.update(obj.__dict__)
     fields.update(changes)
     return copy
+
+
+_Mutator = Callable[[Project, Any, int, datetime], Project]
+_MUTATORS: dict[type[DomainEvent], _Mutator] = {}
+
+
+def _mutates(event_type: type[DomainEvent]) -> Callable[[_Mutator], _Mutator]:
+    def register(mutator: _Mutator) -> _Mutator:
+        _MUTATORS[event_type] = mutator
+        return mutator
+
+    return register
+
+
+def evolve(state: Project, recorded: Recorded) -> Project:
+    """The project after `recorded`; never fails, never looks anywhere but its arguments.
+
+    Every object that changes is copied once, with all of its changes at once.
+    """
+    event = recorded.event
+    return _MUTATORS[type(event)](state, event, recorded.version, recorded.recorded_at)
+
+
+def fold(state: Project, events: Iterable[Recorded]) -> Project:
+    for recorded in events:
+        state = evolve(state, recorded)
+    return state
 
 
 def _with_job(state: Project, job: Job) -> dict[str, Job]:
@@ -557,173 +764,204 @@ def _unless_deleting(jobs: dict[str, Job], status: ProjectStatus) -> ProjectStat
     return ProjectStatus.DELETING if deleting else status
 
 
-def _job_after(job: Job, event: Event) -> Job | None:
-    """`job` after an event about it, or None when the event type does not change jobs."""
-    data, at = event.data, event.recorded_at
-    match event.type:
-        case EventType.JOB_LEASED:
-            return _changed(
-                job,
-                state=JobState.LEASED,
-                attempt=data["attempt"],
-                lease_token=data["lease_token"],
-                lease_request_id=data["request_id"],
-                lease_instance_id=data["instance_id"],
-                leased_at=at,
-                lease_expires_at=_when(data["expires_at"]),
-                progress={},
-                updated_at=at,
-            )
-        case EventType.JOB_LEASE_RENEWED:
-            return _changed(
-                job,
-                lease_expires_at=_when(data["expires_at"]),
-                progress=data.get("progress", job.progress),
-                updated_at=at,
-            )
-        case EventType.JOB_LEASE_EXPIRED:
-            return _unleased(
-                job,
-                state=JobState.QUEUED,
-                failures=job.failures + 1,
-                available_at=at,
-                updated_at=at,
-            )
-        case EventType.JOB_LEASE_RELEASED:
-            return _unleased(job, state=JobState.QUEUED, available_at=at, updated_at=at)
-        case EventType.JOB_ATTEMPT_FAILED:
-            return _unleased(
-                job,
-                state=JobState.QUEUED,
-                failures=job.failures + 1,
-                available_at=_when(data["retry_at"]),
-                error=data["error"],
-                updated_at=at,
-            )
-        case EventType.JOB_SUCCEEDED:
-            return _unleased(
-                job,
-                state=JobState.SUCCEEDED,
-                result=data["result"],
-                finished_at=at,
-                updated_at=at,
-            )
-        case EventType.JOB_FAILED:
-            return _unleased(
-                job, state=JobState.FAILED, error=data["error"], finished_at=at, updated_at=at
-            )
-        case EventType.JOB_CANCELLED:
-            return _unleased(job, state=JobState.CANCELLED, finished_at=at, updated_at=at)
-    return None
+def _timeouts(job: Job, error: dict[str, Any]) -> int:
+    return job.timeouts + (error.get("code") == TIMEOUT)
 
 
-def evolve(state: Project, event: Event) -> Project:
-    """The project after `event`; never fails, never looks anywhere but its arguments.
+def _stepped(state: Project, version: int, at: datetime, **changes: Any) -> Project:
+    return _changed(state, version=version, updated_at=at, **changes)
 
-    Every object that changes is copied once, with all of its changes at once.
-    """
-    data, at, version = event.data, event.recorded_at, event.version
 
-    if event.type == EventType.PROJECT_CREATED:
-        return _changed(
-            state,
-            version=version,
-            updated_at=at,
-            owner_id=data["owner_id"],
-            name=data["name"],
-            node_id=data["node_id"],
-            git_url=data["git_url"],
-            branch=data["branch"],
-            depth=data["depth"],
-            target_path=data["target_path"],
-            status=ProjectStatus.PENDING,
-            created_at=at,
-        )
+@_mutates(ProjectCreated)
+def _created(state: Project, event: ProjectCreated, version: int, at: datetime) -> Project:
+    return _stepped(
+        state,
+        version,
+        at,
+        owner_id=event.owner_id,
+        name=event.name,
+        node_id=event.node_id,
+        git_url=event.git_url,
+        branch=event.branch,
+        depth=event.depth,
+        target_path=event.target_path,
+        status=ProjectStatus.PENDING,
+        created_at=at,
+    )
 
-    if event.type == EventType.JOB_QUEUED:
-        kind = JobKind(data["kind"])
-        queued = Job(
-            id=data["job_id"],
-            kind=kind,
-            seq=version,
-            state=JobState.QUEUED,
-            max_attempts=data["max_attempts"],
-            queued_at=at,
-            available_at=at,
-            updated_at=at,
-        )
-        status = {
-            JobKind.CLONE: ProjectStatus.PENDING,
-            JobKind.PULL: state.status,
-            JobKind.DELETE: ProjectStatus.DELETING,
-        }[kind]
-        return _changed(
-            state, version=version, updated_at=at, status=status, jobs=_with_job(state, queued)
-        )
 
-    before = state.jobs.get(data.get("job_id", ""))
-    # A job that is not in `state` was not loaded: only decide()'s caller can know it is
-    # irrelevant.
-    job = None if before is None else _job_after(before, event)
-    if before is None or job is None:
-        return _changed(state, version=version, updated_at=at)
+@_mutates(JobQueued)
+def _queued(state: Project, event: JobQueued, version: int, at: datetime) -> Project:
+    queued = Job(
+        id=event.job_id,
+        kind=event.kind,
+        seq=version,
+        state=JobState.QUEUED,
+        max_attempts=event.max_attempts,
+        queued_at=at,
+        available_at=at,
+        updated_at=at,
+    )
+    status = {
+        JobKind.CLONE: ProjectStatus.PENDING,
+        JobKind.PULL: state.status,
+        JobKind.DELETE: ProjectStatus.DELETING,
+    }[event.kind]
+    return _stepped(state, version, at, status=status, jobs=_with_job(state, queued))
+
+
+def _job_mutator(
+    event_type: type[DomainEvent],
+) -> Callable[[Callable[[Job, Any, datetime], Job]], Callable[[Job, Any, datetime], Job]]:
+    """Registers a mutator of the job an event names, for events that change only that job.
+    A job that is not in `state` was not loaded: only decide()'s caller can know it is
+    irrelevant, so the project just moves to the event's version."""
+
+    def register(
+        change: Callable[[Job, Any, datetime], Job],
+    ) -> Callable[[Job, Any, datetime], Job]:
+        def mutate(state: Project, event: Any, version: int, at: datetime) -> Project:
+            job = state.jobs.get(event.job_id)
+            if job is None:
+                return _stepped(state, version, at)
+            return _stepped(state, version, at, jobs=_with_job(state, change(job, event, at)))
+
+        _MUTATORS[event_type] = mutate
+        return change
+
+    return register
+
+
+@_job_mutator(JobLeased)
+def _leased(job: Job, event: JobLeased, at: datetime) -> Job:
+    return _changed(
+        job,
+        state=JobState.LEASED,
+        attempt=event.attempt,
+        lease_token=event.lease_token,
+        lease_request_id=event.request_id,
+        lease_instance_id=event.instance_id,
+        leased_at=at,
+        lease_expires_at=event.expires_at,
+        progress={},
+        updated_at=at,
+    )
+
+
+@_job_mutator(JobLeaseRenewed)
+def _renewed(job: Job, event: JobLeaseRenewed, at: datetime) -> Job:
+    return _changed(
+        job,
+        lease_expires_at=event.expires_at,
+        progress=job.progress if event.progress is None else event.progress,
+        updated_at=at,
+    )
+
+
+@_job_mutator(JobLeaseExpired)
+def _lease_expired(job: Job, event: JobLeaseExpired, at: datetime) -> Job:
+    return _unleased(
+        job, state=JobState.QUEUED, failures=job.failures + 1, available_at=at, updated_at=at
+    )
+
+
+@_job_mutator(JobLeaseReleased)
+def _lease_released(job: Job, event: JobLeaseReleased, at: datetime) -> Job:
+    return _unleased(job, state=JobState.QUEUED, available_at=at, updated_at=at)
+
+
+@_job_mutator(JobAttemptFailed)
+def _attempt_failed(job: Job, event: JobAttemptFailed, at: datetime) -> Job:
+    return _unleased(
+        job,
+        state=JobState.QUEUED,
+        failures=job.failures + 1,
+        timeouts=_timeouts(job, event.error),
+        available_at=event.retry_at,
+        error=event.error,
+        updated_at=at,
+    )
+
+
+def _succeeded_job(job: Job, event: JobSucceeded, at: datetime) -> Job:
+    return _unleased(
+        job, state=JobState.SUCCEEDED, result=event.result, finished_at=at, updated_at=at
+    )
+
+
+@_mutates(JobSucceeded)
+def _succeeded(state: Project, event: JobSucceeded, version: int, at: datetime) -> Project:
+    before = state.jobs.get(event.job_id)
+    if before is None:
+        return _stepped(state, version, at)
+    job = _succeeded_job(before, event, at)
     jobs = _with_job(state, job)
-
-    if event.type == EventType.JOB_SUCCEEDED:
-        if job.kind == JobKind.DELETE:
-            return _changed(
-                state,
-                version=version,
-                updated_at=at,
-                jobs=jobs,
-                last_error=None,
-                status=ProjectStatus.DELETED,
-                commit="",
-                checkout_branch="",
-                local_path="",
-            )
-        result = data["result"]
-        return _changed(
+    if job.kind == JobKind.DELETE:
+        return _stepped(
             state,
-            version=version,
-            updated_at=at,
+            version,
+            at,
             jobs=jobs,
             last_error=None,
-            status=_unless_deleting(jobs, ProjectStatus.READY),
-            commit=result["commit"],
-            checkout_branch=result["branch"],
-            local_path=result["local_path"],
+            status=ProjectStatus.DELETED,
+            commit="",
+            checkout_branch="",
+            local_path="",
         )
-
-    if event.type == EventType.JOB_FAILED:
-        last_error = {**data["error"], "job_id": job.id, "kind": job.kind.value, "at": _iso(at)}
-        status = state.status if job.kind == JobKind.PULL else _checkout_status(state.commit, jobs)
-        return _changed(
-            state, version=version, updated_at=at, jobs=jobs, last_error=last_error, status=status
-        )
-
-    if event.type == EventType.JOB_CANCELLED and before.is_open and job.kind != JobKind.PULL:
-        last_error = {
-            "code": "cancelled",
-            "message": f"The {job.kind.value} job was cancelled ({data['reason']}).",
-            "retryable": True,
-            "job_id": job.id,
-            "kind": job.kind.value,
-            "at": _iso(at),
-        }
-        return _changed(
-            state,
-            version=version,
-            updated_at=at,
-            jobs=jobs,
-            status=_checkout_status(state.commit, jobs),
-            last_error=last_error,
-        )
-
-    return _changed(state, version=version, updated_at=at, jobs=jobs)
+    return _stepped(
+        state,
+        version,
+        at,
+        jobs=jobs,
+        last_error=None,
+        status=_unless_deleting(jobs, ProjectStatus.READY),
+        commit=event.result["commit"],
+        checkout_branch=event.result["branch"],
+        local_path=event.result["local_path"],
+    )
 
 
-def fold(state: Project, events: Iterable[Event]) -> Project:
-    for event in events:
-        state = evolve(state, event)
-    return state
+@_mutates(JobFailed)
+def _failed(state: Project, event: JobFailed, version: int, at: datetime) -> Project:
+    before = state.jobs.get(event.job_id)
+    if before is None:
+        return _stepped(state, version, at)
+    job = _unleased(
+        before,
+        state=JobState.FAILED,
+        timeouts=_timeouts(before, event.error),
+        error=event.error,
+        finished_at=at,
+        updated_at=at,
+    )
+    jobs = _with_job(state, job)
+    last_error = {**event.error, "job_id": job.id, "kind": job.kind.value, "at": _iso(at)}
+    status = state.status if job.kind == JobKind.PULL else _checkout_status(state.commit, jobs)
+    return _stepped(state, version, at, jobs=jobs, last_error=last_error, status=status)
+
+
+@_mutates(JobCancelled)
+def _cancelled(state: Project, event: JobCancelled, version: int, at: datetime) -> Project:
+    before = state.jobs.get(event.job_id)
+    if before is None:
+        return _stepped(state, version, at)
+    job = _unleased(before, state=JobState.CANCELLED, finished_at=at, updated_at=at)
+    jobs = _with_job(state, job)
+    if not before.is_open or job.kind == JobKind.PULL:
+        return _stepped(state, version, at, jobs=jobs)
+    last_error = {
+        "code": "cancelled",
+        "message": f"The {job.kind.value} job was cancelled ({event.reason}).",
+        "retryable": True,
+        "job_id": job.id,
+        "kind": job.kind.value,
+        "at": _iso(at),
+    }
+    return _stepped(
+        state,
+        version,
+        at,
+        jobs=jobs,
+        status=_checkout_status(state.commit, jobs),
+        last_error=last_error,
+    )

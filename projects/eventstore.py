@@ -47,7 +47,7 @@ class ConcurrencyError(Conflict):
 @dataclass(frozen=True)
 class Appended:
     state: domain.Project
-    events: list[domain.Event]
+    events: list[domain.Recorded]
     positions: list[int]
 
 
@@ -60,7 +60,7 @@ def _lock_feed() -> None:
 def append(
     project_id: uuid.UUID | str,
     expected_version: int,
-    events: Sequence[domain.NewEvent],
+    events: Sequence[domain.DomainEvent],
     *,
     meta: dict[str, Any],
     state: domain.Project | None = None,
@@ -87,14 +87,17 @@ def append(
             Event(
                 project_id=project_id,
                 version=expected_version + offset,
-                type=event.type.value,
-                data=event.data,
+                type=event.type,
+                data=event.to_data(),
                 meta=meta,
                 recorded_at=now,
             )
             for offset, event in enumerate(events, start=1)
         ]
-        stored = [projection.stored_event(row) for row in rows]
+        stored = [
+            domain.Recorded(event, row.version, now)
+            for event, row in zip(events, rows, strict=True)
+        ]
         new_state = domain.fold(state, stored)
         if not projection.save_changes(new_state, previous=state):
             raise ConcurrencyError(

@@ -19,9 +19,10 @@ from django.utils import timezone
 
 from core.exceptions import Conflict, DomainError, NotFound
 from nodes.models import Node
-from projects import domain, projection
+from projects import domain, projection, queue, selectors
+from projects.domain import JobState
 from projects.eventstore import execute
-from projects.models import Job, JobState, Project
+from projects.models import Job, Project
 from projects.wakeups import announce_if_leasable
 
 
@@ -65,23 +66,16 @@ def job_kind(*, node: Node, job_id: uuid.UUID | str) -> str:
 
 
 def claim_query(node: Node, now: datetime) -> tuple[str, list[Any]]:
-    """The claim's SQL and parameters: the project of the oldest leasable job of `node`,
-    locked, skipping projects another transaction holds. A job is leasable when its time has
-    come, it is the first open job of its project and its node is enabled (read here, in the
-    claim, so that a node disabled while its agent waited gets nothing). The `job_claim` index
-    serves it in queue order, so the scan stops at the first leasable job however deep the
-    queue.
+    """The claim's SQL and parameters: the project of the oldest leasable job of `node`
+    (`projects.queue.leasable_sql`, which reads the node's `enabled` too), locked, skipping
+    projects another transaction holds. The `job_claim` index serves it in queue order, so the
+    scan stops at the first leasable job however deep the queue.
     """
     job, project, node_table = Job._meta.db_table, Project._meta.db_table, Node._meta.db_table
     lock = "FOR UPDATE OF p SKIP LOCKED" if connection.vendor == "postgresql" else ""
     sql = f"""
         SELECT j.project_id FROM {job} j JOIN {project} p ON p.id = j.project_id
-        WHERE j.node_id = %s AND j.state = %s AND j.available_at <= %s
-          AND EXISTS (SELECT 1 FROM {node_table} n WHERE n.id = j.node_id AND n.enabled)
-          AND NOT EXISTS (
-            SELECT 1 FROM {job} e
-            WHERE e.project_id = j.project_id AND e.state IN (%s, %s) AND e.seq < j.seq
-          )
+        WHERE j.node_id = %s AND {queue.leasable_sql(job, project, node_table)}
         ORDER BY j.queued_at
         LIMIT 1
         {lock}
@@ -89,28 +83,35 @@ def claim_query(node: Node, now: datetime) -> tuple[str, list[Any]]:
     field = Job._meta.get_field("node").target_field
     params = [
         field.get_db_prep_value(node.pk, connection),
-        JobState.QUEUED.value,
-        connection.ops.adapt_datetimefield_value(now),
-        JobState.QUEUED.value,
-        JobState.LEASED.value,
+        *queue.leasable_params(
+            connection.ops.adapt_datetimefield_value(now),
+            settings.MAX_RUNNING_JOBS_PER_USER_PER_NODE,
+        ),
     ]
     return sql, params
 
 
+# Advisory-lock class of the claims, so that their keys cannot meet another use of such locks.
+_CLAIM_LOCK_CLASS = 0x6746
+
+
 def _claim_candidate(node: Node, now: datetime) -> str | None:
-    """Locks and returns the project of the oldest leasable job of `node` (`claim_query`)."""
+    """Locks and returns the project of the oldest leasable job of `node` (`claim_query`).
+
+    On PostgreSQL the claims of one node first take turns on an advisory lock held to the end
+    of the transaction: the claim counts the owner's leased jobs, and two claims counting at
+    once would each miss the other's lease and break the per-person limit. The claim's own
+    statement starts after the lock is granted, so it sees the lease the previous one
+    committed. SQLite's `BEGIN IMMEDIATE` serialises the claims already.
+    """
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_CLAIM_LOCK_CLASS, str(node.pk)]
+            )
         cursor.execute(*claim_query(node, now))
         row = cursor.fetchone()
     return str(uuid.UUID(str(row[0]))) if row else None
-
-
-def nodes_with_leasable_jobs(node_ids: list[str]) -> set[str]:
-    """Which of `node_ids` have a queued job whose time has come (the long polls' re-check)."""
-    due = Job.objects.filter(
-        node_id__in=node_ids, state=JobState.QUEUED, available_at__lte=timezone.now()
-    )
-    return {str(node_id) for node_id in due.values_list("node_id", flat=True).distinct()}
 
 
 def lease(*, node: Node, request_id: str, instance_id: str, woken: bool = False) -> Grant | None:
@@ -136,10 +137,7 @@ def lease(*, node: Node, request_id: str, instance_id: str, woken: bool = False)
                 state = projection.load(project_id, job_ids=[str(job_id)])
                 return Grant(job=state.jobs[str(job_id)], project=state)
         expired = _expire([(job_id, project_id) for job_id, project_id, *_ in rows], now)
-        due = Job.objects.filter(
-            node=node, node__enabled=True, state=JobState.QUEUED, available_at__lte=now
-        )
-        if not expired and not due.exists():
+        if not expired and not selectors.leasable_jobs([node.pk], now).exists():
             return None  # an idle node's poll: two reads, no transaction
     for _ in range(5):
         now = timezone.now()
@@ -173,7 +171,7 @@ def lease(*, node: Node, request_id: str, instance_id: str, woken: bool = False)
                 transaction.set_rollback(True)
                 continue
         state = appended.state
-        return Grant(job=state.jobs[appended.events[0].data["job_id"]], project=state)
+        return Grant(job=state.jobs[appended.events[0].event.job_id], project=state)
     return None
 
 
@@ -233,7 +231,12 @@ def complete(
 
 def release(*, node: Node, job_id: uuid.UUID | str, lease_token: str, reason: str) -> domain.Job:
     job = _node_job(node, job_id)
-    command = domain.ReleaseLease(job_id=str(job.pk), reason=reason, lease_token=lease_token)
+    command = domain.ReleaseLease(
+        job_id=str(job.pk),
+        reason=reason,
+        max_releases=settings.LEASE_MAX_RELEASES,
+        lease_token=lease_token,
+    )
     return _apply(job.project_id, job.pk, command, _agent_meta(node))
 
 
@@ -245,7 +248,10 @@ def release_other_instances(*, node: Node, instance_id: str) -> int:
     meta = _agent_meta(node, instance_id=instance_id)
     return sum(
         _apply_if_still_due(
-            job.project_id, job.pk, domain.ReleaseLease(str(job.pk), "agent_restarted"), meta
+            job.project_id,
+            job.pk,
+            domain.ReleaseLease(str(job.pk), "agent_restarted", settings.LEASE_MAX_RELEASES),
+            meta,
         )
         for job in stale
     )

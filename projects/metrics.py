@@ -31,14 +31,16 @@ from prometheus_client.metrics_core import (
 
 from core.errors import error_body
 from nodes.models import Node
-from projects.models import Job, JobKind, JobState
+from projects.domain import JobKind, JobState
+from projects.models import Job
+from projects.queue import OPEN_JOB_STATES
 from projects.wakeups import hub
 
 logger = logging.getLogger(__name__)
 
 # Git work runs from seconds (a pull) to the hour a large clone may take (GIT_JOB_TIMEOUT).
 LEASE_TO_COMPLETE_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
-FINISHED_STATES = (JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value)
+FINISHED_STATES = tuple(state.value for state in JobState if state not in OPEN_JOB_STATES)
 
 
 class FleetCollector:
@@ -101,8 +103,8 @@ class FleetCollector:
             (row["kind"], row["state"]): row["n"]
             for row in Job.objects.order_by().values("kind", "state").annotate(n=Count("pk"))
         }
-        for kind in JobKind.values:
-            for state in JobState.values:
+        for kind in (kind.value for kind in JobKind):
+            for state in (state.value for state in JobState):
                 jobs.add_metric([kind, state], counts.get((kind, state), 0))
 
         now = timezone.now()
@@ -145,7 +147,7 @@ def _lease_to_complete() -> Iterator[tuple[list[str], list[tuple[str, float]], f
     )
     found = {(row["kind"], row["state"]): row for row in rows}
     # Every series from zero on, so the first finished job of a kind shows up in rate().
-    for kind in JobKind.values:
+    for kind in (kind.value for kind in JobKind):
         for outcome in FINISHED_STATES:
             row = found.get((kind, outcome))
             cumulative = [

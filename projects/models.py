@@ -6,36 +6,24 @@ rebuilt from the log with `manage.py rebuild_projections`.
 """
 
 import uuid
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from projects.domain import JobKind as _JobKind
-from projects.domain import JobState as _JobState
-from projects.domain import ProjectStatus as _ProjectStatus
+from projects.domain import JobKind, JobState, ProjectStatus
 
 
-class ProjectStatus(models.TextChoices):
-    PENDING = _ProjectStatus.PENDING.value, "pending"
-    READY = _ProjectStatus.READY.value, "ready"
-    FAILED = _ProjectStatus.FAILED.value, "failed"
-    DELETING = _ProjectStatus.DELETING.value, "deleting"
-    DELETED = _ProjectStatus.DELETED.value, "deleted"
+def _choices(enum: type[StrEnum]) -> list[tuple[str, str]]:
+    return [(member.value, member.value) for member in enum]
 
 
-class JobKind(models.TextChoices):
-    CLONE = _JobKind.CLONE.value, "clone"
-    PULL = _JobKind.PULL.value, "pull"
-    DELETE = _JobKind.DELETE.value, "delete"
-
-
-class JobState(models.TextChoices):
-    QUEUED = _JobState.QUEUED.value, "queued"
-    LEASED = _JobState.LEASED.value, "leased"
-    SUCCEEDED = _JobState.SUCCEEDED.value, "succeeded"
-    FAILED = _JobState.FAILED.value, "failed"
-    CANCELLED = _JobState.CANCELLED.value, "cancelled"
+# The columns' choices, named here so that the API schema can name their enums
+# (`ENUM_NAME_OVERRIDES` in the settings).
+PROJECT_STATUS_CHOICES = _choices(ProjectStatus)
+JOB_KIND_CHOICES = _choices(JobKind)
+JOB_STATE_CHOICES = _choices(JobState)
 
 
 class Event(models.Model):
@@ -71,7 +59,7 @@ class Project(models.Model):
     branch = models.CharField(max_length=255)
     depth = models.PositiveIntegerField(null=True, blank=True)
     target_path = models.CharField(max_length=128)
-    status = models.CharField(max_length=16, choices=ProjectStatus.choices)
+    status = models.CharField(max_length=16, choices=PROJECT_STATUS_CHOICES)
     commit = models.CharField(max_length=64, blank=True)
     checkout_branch = models.CharField(max_length=255, blank=True)
     local_path = models.CharField(max_length=4096, blank=True)
@@ -84,7 +72,7 @@ class Project(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["owner", "name"],
-                condition=~Q(status="deleted"),
+                condition=~Q(status=ProjectStatus.DELETED),
                 name="one_live_project_per_owner_and_name",
             )
         ]
@@ -101,10 +89,13 @@ class Job(models.Model):
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="jobs")
     node = models.ForeignKey("nodes.Node", on_delete=models.PROTECT, related_name="jobs")
     seq = models.PositiveIntegerField(help_text="The project version that queued the job.")
-    kind = models.CharField(max_length=16, choices=JobKind.choices)
-    state = models.CharField(max_length=16, choices=JobState.choices)
+    kind = models.CharField(max_length=16, choices=JOB_KIND_CHOICES)
+    state = models.CharField(max_length=16, choices=JOB_STATE_CHOICES)
     attempt = models.PositiveIntegerField(default=0)
     failures = models.PositiveIntegerField(default=0)
+    timeouts = models.PositiveIntegerField(
+        default=0, help_text="Failed attempts that ran out of time; only the first is retried."
+    )
     max_attempts = models.PositiveIntegerField()
     queued_at = models.DateTimeField()
     available_at = models.DateTimeField()

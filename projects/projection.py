@@ -19,7 +19,7 @@ from typing import Any
 from django.db.models import Exists, Func, OuterRef, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from projects import domain
+from projects import domain, queue
 from projects.models import Event, Job, Project
 
 _JOB_FIELDS = (
@@ -31,6 +31,7 @@ _JOB_FIELDS = (
     "available_at",
     "attempt",
     "failures",
+    "timeouts",
     "lease_token",
     "lease_request_id",
     "lease_instance_id",
@@ -59,12 +60,6 @@ _PROJECT_FIELDS = (
 )
 
 
-def stored_event(row: Event) -> domain.Event:
-    return domain.Event(
-        type=row.type, data=row.data, version=row.version, recorded_at=row.recorded_at
-    )
-
-
 def _job_state(row: Job) -> domain.Job:
     values = {name: getattr(row, name) for name in _JOB_FIELDS}
     values["kind"] = domain.JobKind(row.kind)
@@ -83,9 +78,9 @@ def load(project_id: uuid.UUID | str, *, job_ids: Iterable[str] = (), lock: bool
     if row is None:
         return domain.initial_state(str(project_id))
     wanted = [str(job_id) for job_id in job_ids]
-    jobs = Job.objects.filter(project_id=row.pk).filter(
-        state__in=[s.value for s in domain.OPEN_JOB_STATES]
-    ) | Job.objects.filter(project_id=row.pk, id__in=_valid_uuids(wanted))
+    jobs = queue.open_only(Job.objects.filter(project_id=row.pk)) | Job.objects.filter(
+        project_id=row.pk, id__in=_valid_uuids(wanted)
+    )
     values = {name: getattr(row, name) for name in _PROJECT_FIELDS}
     values["status"] = domain.ProjectStatus(row.status)
     return domain.Project(
@@ -194,7 +189,7 @@ class Drift:
         )
 
 
-def replay(project_id: str, events: Iterable[domain.Event]) -> domain.Project:
+def replay(project_id: str, events: Iterable[domain.Recorded]) -> domain.Project:
     return domain.fold(domain.initial_state(project_id), events)
 
 
@@ -232,11 +227,11 @@ def _event_rows(events: QuerySet[Event]) -> QuerySet[Event, tuple[Any, ...]]:
     )
 
 
-def _replayed_events(rows: Iterable[tuple[Any, ...]]) -> Iterator[domain.Event]:
+def _replayed_events(rows: Iterable[tuple[Any, ...]]) -> Iterator[domain.Recorded]:
     """The events of rows from `_event_rows`."""
     for _, type_, data, version, recorded_at in rows:
         at = datetime.fromisoformat(recorded_at).replace(tzinfo=UTC)
-        yield domain.Event(type_, json.loads(data), version, at)
+        yield domain.Recorded(domain.event_from_data(type_, json.loads(data)), version, at)
 
 
 def replay_all(batch_size: int = 5000) -> Iterator[domain.Project]:

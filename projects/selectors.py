@@ -1,10 +1,15 @@
-"""Reads of projects, as each person may see them."""
+"""Reads of projects, as each person may see them, and of the queue, as the long polls need it."""
 
+from datetime import datetime
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
-from projects.models import Event, Job, JobState, Project
+from projects import queue
+from projects.models import Event, Job, Project
 
 
 def visible_projects(user: AbstractBaseUser) -> QuerySet[Project]:
@@ -22,18 +27,30 @@ def project_events(project: Project) -> QuerySet[Event]:
     return Event.objects.filter(project_id=project.pk).order_by("version")
 
 
-_OPEN_STATES = [JobState.QUEUED, JobState.LEASED]
-
-
 def with_open_jobs(projects: QuerySet[Project]) -> QuerySet[Project]:
     """Fetches every listed project's open jobs in one query, for `active_job`."""
-    open_jobs = Job.objects.filter(state__in=_OPEN_STATES).order_by("seq")
+    open_jobs = queue.open_in_queue_order(Job.objects.all())
     return projects.prefetch_related(Prefetch("jobs", queryset=open_jobs, to_attr="open_jobs"))
 
 
 def active_job(project: Project) -> Job | None:
-    """The job running now or next: the oldest queued or leased one."""
+    """The project's head (`projects.queue.head`): the job running now or next."""
     prefetched = getattr(project, "open_jobs", None)
     if prefetched is not None:
         return prefetched[0] if prefetched else None
-    return project.jobs.filter(state__in=_OPEN_STATES).order_by("seq").first()
+    return queue.open_in_queue_order(project.jobs.all()).first()
+
+
+def leasable_jobs(node_ids: list[str], now: datetime | None = None) -> QuerySet[Job]:
+    """The jobs that the nodes `node_ids` may lease now (`projects.queue.leasable_only`)."""
+    return queue.leasable_only(
+        Job.objects.filter(node_id__in=node_ids),
+        now=now or timezone.now(),
+        limit=settings.MAX_RUNNING_JOBS_PER_USER_PER_NODE,
+    )
+
+
+def nodes_with_leasable_jobs(node_ids: list[str]) -> set[str]:
+    """Which of `node_ids` have a job to lease now (the long polls' re-check)."""
+    due = leasable_jobs(node_ids).order_by().values_list("node_id", flat=True).distinct()
+    return {str(node_id) for node_id in due}

@@ -21,7 +21,7 @@ from core.exceptions import Conflict, Invalid, NotFound
 from nodes.models import Node
 from projects import domain, wakeups
 from projects.eventstore import Appended, execute
-from projects.models import Job, Project, ProjectStatus
+from projects.models import Job, Project
 
 MAX_CLONE_DEPTH = 1_000_000
 
@@ -114,7 +114,7 @@ def request_clone(
     _require_node_accepts_work(node)
     if (
         Project.objects.filter(owner=owner, name=name)
-        .exclude(status=ProjectStatus.DELETED)
+        .exclude(status=domain.ProjectStatus.DELETED)
         .exists()
     ):
         raise Conflict(
@@ -191,6 +191,6 @@ def retry_job(
 def latest_retryable_job(project: Project) -> Job | None:
     """The most recent failed or cancelled job, if nothing is queued or running after it."""
     last = project.jobs.order_by("-seq").first()
-    if last is None or last.state not in ("failed", "cancelled"):
+    if last is None or last.state not in (domain.JobState.FAILED, domain.JobState.CANCELLED):
         return None
     return last

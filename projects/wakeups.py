@@ -20,20 +20,14 @@ from collections import defaultdict
 from django.conf import settings
 from django.db import connection, transaction
 
-from projects import domain
+from core.async_db import run_db
+from projects.eventstore import Appended
+from projects.selectors import nodes_with_leasable_jobs
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "gitfleet_jobs"
 ALL_NODES = "*"
-
-# Events after which a node may have a job to lease: a new job, a lease given back, or a
-# finished job that unblocks the next one of its project.
-_LEASABLE_AFTER = frozenset(domain.EventType) - {
-    domain.EventType.JOB_LEASED,
-    domain.EventType.JOB_LEASE_RENEWED,
-    domain.EventType.PROJECT_CREATED,
-}
 
 
 def announce(node_id: str) -> None:
@@ -45,8 +39,10 @@ def announce(node_id: str) -> None:
     transaction.on_commit(lambda: hub.wake(node_id))
 
 
-def announce_if_leasable(appended) -> None:
-    if any(event.type in _LEASABLE_AFTER for event in appended.events):
+def announce_if_leasable(appended: Appended) -> None:
+    """Announces the project's node when one of `appended`'s events may have made a job of it
+    leasable (`DomainEvent.frees_work`)."""
+    if any(recorded.event.frees_work for recorded in appended.events):
         announce(appended.state.node_id)
 
 
@@ -126,10 +122,6 @@ class Hub:
             self._rechecks[loop] = loop.create_task(self._recheck(loop), name="gitfleet-recheck")
 
     async def _recheck(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Imported here: leases announces through this module, so it cannot be imported above.
-        from core.async_db import run_db
-        from projects.leases import nodes_with_leasable_jobs
-
         while True:
             await asyncio.sleep(settings.LONG_POLL_RECHECK_SECONDS)
             waiting = self.waiting_nodes(loop)

@@ -25,7 +25,8 @@ from projects.api.serializers import (
     ProjectStatusSerializer,
     canonical_uuid,
 )
-from projects.models import Event, Job, Project, ProjectStatus
+from projects.domain import ProjectStatus
+from projects.models import Event, Job, Project
 
 
 def _accepted(project: Project, job: Job) -> Response:
@@ -55,9 +56,12 @@ class CloneView(APIView):
         return _accepted(project, project.jobs.get())
 
 
+_STATUSES = [status.value for status in ProjectStatus]
+
+
 @extend_schema(
     parameters=[
-        OpenApiParameter("status", enum=ProjectStatus.values, description="Only this status."),
+        OpenApiParameter("status", enum=_STATUSES, description="Only this status."),
         OpenApiParameter("node", str, description="Only projects on this node (name or id)."),
     ],
     responses={200: ProjectSerializer, **errors(body=False)},
@@ -78,8 +82,8 @@ class ProjectListView(generics.ListAPIView):
 
     def list(self, request, *args, **kwargs):
         wanted_status = request.query_params.get("status")
-        if wanted_status is not None and wanted_status not in ProjectStatus.values:
-            raise ValidationError({"status": [f"Use one of: {', '.join(ProjectStatus.values)}."]})
+        if wanted_status is not None and wanted_status not in _STATUSES:
+            raise ValidationError({"status": [f"Use one of: {', '.join(_STATUSES)}."]})
         return super().list(request, *args, **kwargs)
 
 

@@ -36,6 +36,7 @@ actions = st.lists(
                 "fail_retryable",
                 "expire",
                 "release",
+                "timeout",
                 "wait",
             ]
         ),
@@ -48,11 +49,12 @@ actions = st.lists(
 class Simulation:
     """Drives the decider with a clock, as the services would."""
 
-    def __init__(self, max_attempts: int = 3):
+    def __init__(self, max_attempts: int = 3, max_releases: int = 4):
         self.state = domain.initial_state(str(uuid.uuid4()))
         self.now = T0
         self.max_attempts = max_attempts
-        self.log: list[domain.Event] = []
+        self.max_releases = max_releases
+        self.log: list[domain.Recorded] = []
         self.run(
             domain.CreateProject(
                 owner_id=1,
@@ -72,12 +74,7 @@ class Simulation:
         except DomainError:
             return False
         for new in new_events:
-            event = domain.Event(
-                type=new.type.value,
-                data=new.data,
-                version=self.state.version + 1,
-                recorded_at=self.now,
-            )
+            event = domain.Recorded(event=new, version=self.state.version + 1, recorded_at=self.now)
             self.log.append(event)
             self.state = domain.evolve(self.state, event)
         return True
@@ -144,6 +141,16 @@ class Simulation:
                         },
                     )
                 )
+            case "timeout" if leased:
+                self.run(
+                    domain.CompleteJob(
+                        job_id=leased.id,
+                        lease_token=leased.lease_token,
+                        now=self.now,
+                        error={"code": "timeout", "message": "x", "retryable": True},
+                        retry_backoff_seconds=5,
+                    )
+                )
             case "fail" | "fail_retryable" if leased:
                 self.run(
                     domain.CompleteJob(
@@ -162,7 +169,11 @@ class Simulation:
                 self.now += timedelta(seconds=61)
                 self.run(domain.ExpireLease(job_id=leased.id, now=self.now))
             case "release" if leased:
-                self.run(domain.ReleaseLease(job_id=leased.id, reason="agent_restarted"))
+                self.run(
+                    domain.ReleaseLease(
+                        job_id=leased.id, reason="agent_restarted", max_releases=self.max_releases
+                    )
+                )
             case "wait":
                 self.now += timedelta(seconds=10 * (index + 1))
 
@@ -174,6 +185,9 @@ class Simulation:
             assert self.state.head_job().id == leased[0].id, "a job ran ahead of an older one"
         for job in jobs:
             assert job.failures <= job.max_attempts
+            if job.is_open:
+                assert job.releases < self.max_releases, "released past the bound"
+            assert job.timeouts <= 2, "a timeout was retried more than once"
             if job.state == domain.JobState.LEASED:
                 assert job.lease_token and job.lease_expires_at is not None
         if self.state.status == domain.ProjectStatus.DELETED:
@@ -273,7 +287,7 @@ def test_stored_projection_always_equals_the_replayed_log(steps, make_user, make
         append(
             project_id,
             version,
-            [domain.NewEvent(domain.EventType(event.type), event.data)],
+            [event.event],
             meta={"test": "property"},
         )
 

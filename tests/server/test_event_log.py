@@ -64,10 +64,7 @@ def test_truncate_is_refused_on_postgresql(project_id):
 
 @pytest.mark.django_db
 def test_append_with_a_stale_expected_version_is_a_conflict(project_id):
-    event = domain.NewEvent(
-        domain.EventType.JOB_QUEUED,
-        {"job_id": str(uuid.uuid4()), "kind": "pull", "max_attempts": 3},
-    )
+    event = domain.JobQueued(job_id=str(uuid.uuid4()), kind=domain.JobKind.PULL, max_attempts=3)
 
     with pytest.raises(ConcurrencyError):
         append(project_id, 1, [event], meta={})
@@ -84,9 +81,8 @@ def test_two_writers_at_the_same_version_one_wins_the_other_gets_a_clean_conflic
 
     def writer() -> None:
         try:
-            event = domain.NewEvent(
-                domain.EventType.JOB_QUEUED,
-                {"job_id": str(uuid.uuid4()), "kind": "pull", "max_attempts": 3},
+            event = domain.JobQueued(
+                job_id=str(uuid.uuid4()), kind=domain.JobKind.PULL, max_attempts=3
             )
             barrier.wait(timeout=10)
             try:
@@ -178,14 +174,15 @@ def _bare_project(user, node, name: str) -> str:
         "depth": None,
         "target_path": f"{user.pk}_{name}",
     }
-    append(project_id, 0, [domain.NewEvent(domain.EventType.PROJECT_CREATED, data)], meta={})
+    append(project_id, 0, [domain.ProjectCreated(**data)], meta={})
     return project_id
 
 
 @pytest.fixture
-def log(api, user, node) -> Log:
+def log(api, user, node, settings) -> Log:
     """Four clones leased and renewed round by round, so that their events interleave in the
     log, and a project with no jobs created among them."""
+    settings.MAX_RUNNING_JOBS_PER_USER_PER_NODE = 4  # one person's four clones run at once
 
     def clone(name: str) -> str:
         response = api.post("/api/v1/projects/clone", clone_body(name=name), format="json")
@@ -211,7 +208,12 @@ def _replayed_from_models(project_id: str) -> domain.Project:
     rows = Event.objects.filter(project_id=project_id).order_by("version")
     return projection.replay(
         project_id,
-        [domain.Event(row.type, row.data, row.version, row.recorded_at) for row in rows],
+        [
+            domain.Recorded(
+                domain.event_from_data(row.type, row.data), row.version, row.recorded_at
+            )
+            for row in rows
+        ],
     )
 
 

@@ -24,7 +24,9 @@ WORKERS = 20
 DEADLINE_SECONDS = 120
 
 
-def test_200_jobs_50_projects_20_concurrent_agents(make_user, make_node):
+def test_200_jobs_50_projects_20_concurrent_agents(make_user, make_node, settings):
+    # One person owns every project here: let all 20 agents run their jobs at once.
+    settings.MAX_RUNNING_JOBS_PER_USER_PER_NODE = WORKERS
     owner = make_user("fleet")
     node, _ = make_node("busy-node")
     for index in range(PROJECTS):
