@@ -32,7 +32,9 @@ class ApiToken(HashedToken):
     )
     name = models.CharField(max_length=100, help_text="What the token is for.")
     expires_at = models.DateTimeField(
-        null=True, blank=True, editable=False, help_text="After this, the token is refused."
+        null=True,
+        blank=True,
+        help_text="After this, the token is refused. Empty: until revoked.",
     )
 
     class Meta(HashedToken.Meta):
