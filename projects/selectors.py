@@ -1,10 +1,15 @@
 """Reads of projects, as each person may see them."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 
-from projects.models import Event, Job, JobState, Project
+from projects.models import Event, Job, JobState, Project, ProjectStatus
 
 
 def visible_projects(user: AbstractBaseUser) -> QuerySet[Project]:
@@ -37,3 +42,35 @@ def active_job(project: Project) -> Job | None:
     if prefetched is not None:
         return prefetched[0] if prefetched else None
     return project.jobs.filter(state__in=_OPEN_STATES).order_by("seq").first()
+
+
+@dataclass(frozen=True)
+class FailureReason:
+    """Why a project is not where it was asked to be, in words people can read."""
+
+    code: str
+    message: str
+    retry_at: datetime | None = None
+    """When the failed attempt is tried again, if it will be."""
+
+
+def failure_reason(project: Project) -> FailureReason | None:
+    """The current job's error while it has one (a retry is scheduled), else, for a failed
+    project, its last error; never an older job's error while a newer job is open."""
+    job = active_job(project)
+    if job is not None:
+        if not job.error:
+            return None
+        retry_at = job.available_at if job.state == JobState.QUEUED else None
+        return _reason(job.error, retry_at)
+    if project.status == ProjectStatus.FAILED and project.last_error:
+        return _reason(project.last_error, None)
+    return None
+
+
+def _reason(error: dict, retry_at: datetime | None) -> FailureReason:
+    return FailureReason(
+        code=str(error.get("code") or "error"),
+        message=str(error.get("message") or ""),
+        retry_at=retry_at,
+    )
