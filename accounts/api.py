@@ -66,7 +66,7 @@ class IssuedApiTokenSerializer(ApiTokenSerializer):
         read_only_fields = fields
 
 
-class IssueTokenRequestSerializer(serializers.Serializer):
+class IssueTokenSerializer(serializers.Serializer):
     """What a person may say when issuing a token for themselves; nothing else is accepted."""
 
     name = serializers.CharField(
@@ -76,7 +76,8 @@ class IssueTokenRequestSerializer(serializers.Serializer):
         required=False,
         allow_null=True,
         help_text=(
-            "When the token stops working (ISO 8601 with a time zone), in the future and at most "
+            "When the token stops working (ISO 8601; without a time zone, UTC): in the future and "
+            "at most "
             f"{services.MAX_TOKEN_LIFETIME.days} days from now. Absent or null: until revoked."
         ),
     )
@@ -130,12 +131,12 @@ class TokenListView(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
-        request=IssueTokenRequestSerializer,
+        request=IssueTokenSerializer,
         responses={201: IssuedApiTokenSerializer, **errors()},
         summary="Issue an API token for yourself; the answer is the only place it is shown",
     )
     def post(self, request: Request) -> Response:
-        serializer = IssueTokenRequestSerializer(data=request.data)
+        serializer = IssueTokenSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         token, plaintext = services.issue_api_token(
             user=request.user, issued_by=request.user, **serializer.validated_data
