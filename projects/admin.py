@@ -43,6 +43,7 @@ from projects.selectors import active_job, failure_reason
 admin.site.site_header = "Gitfleet"
 admin.site.site_title = "Gitfleet admin"
 admin.site.index_title = "Control plane"
+admin.site.site_url = "/account/"  # "View site": the page every person has
 
 TIMELINE_LIMIT = 200
 

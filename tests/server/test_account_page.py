@@ -189,3 +189,13 @@ def test_revoking_takes_a_post(signed_in, user):
     assert signed_in.get(revoke_url(token)).status_code == 405
     token.refresh_from_db()
     assert token.revoked_at is None
+
+
+def test_staff_get_a_link_to_the_admin_and_the_admin_links_back(admin_client, signed_in):
+    staff_page = admin_client.get(ACCOUNT).content.decode()
+    person_page = signed_in.get(ACCOUNT).content.decode()
+    admin_index = admin_client.get(reverse("admin:index")).content.decode()
+
+    assert f'href="{reverse("admin:index")}"' in staff_page
+    assert f'href="{reverse("admin:index")}"' not in person_page
+    assert f'href="{ACCOUNT}"' in admin_index  # the admin's "View site"
