@@ -67,7 +67,7 @@ class IssuedApiTokenSerializer(ApiTokenSerializer):
 
 
 class IssueTokenSerializer(serializers.Serializer):
-    """What a person may say when issuing a token for themselves; nothing else is accepted."""
+    """What a person may say when issuing a token; nothing else is accepted."""
 
     name = serializers.CharField(
         max_length=services.NAME_MAX_LENGTH, help_text="What the token is for."
@@ -81,6 +81,20 @@ class IssueTokenSerializer(serializers.Serializer):
             f"{services.MAX_TOKEN_LIFETIME.days} days from now. Absent or null: until revoked."
         ),
     )
+    user = serializers.CharField(
+        required=False,
+        max_length=_USERNAME_MAX_LENGTH,
+        help_text=(
+            "Whose token it is (a username); absent: yours. Another person's takes a superuser "
+            f"or the '{services.ISSUE_FOR_OTHERS_PERMISSION}' permission, since the token acts "
+            "as them."
+        ),
+    )
+
+    def validate_user(self, value: str) -> str:
+        if not _USERNAME.match(value):
+            raise ValidationError("A username: letters, digits and @ . + - _ only.")
+        return value
 
     def to_internal_value(self, data):
         # Unknown fields are refused rather than ignored (nobody sets `user` or a digest), and a
@@ -91,7 +105,7 @@ class IssueTokenSerializer(serializers.Serializer):
                 raise ValidationError(
                     {str(k): ["Unknown field; it cannot be set."] for k in unknown}
                 )
-            for name in ("name", "expires_at"):
+            for name in ("name", "expires_at", "user"):
                 value = data.get(name)
                 if value is not None and not isinstance(value, str):
                     raise ValidationError({name: ["Must be a string."]})
@@ -132,15 +146,16 @@ class TokenListView(generics.ListAPIView):
 
     @extend_schema(
         request=IssueTokenSerializer,
-        responses={201: IssuedApiTokenSerializer, **errors()},
-        summary="Issue an API token for yourself; the answer is the only place it is shown",
+        responses={201: IssuedApiTokenSerializer, **errors(403)},
+        summary="Issue an API token (yours, or with a permission another's); the answer is the "
+        "only place it is shown",
     )
     def post(self, request: Request) -> Response:
         serializer = IssueTokenSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        token, plaintext = services.issue_api_token(
-            user=request.user, issued_by=request.user, **serializer.validated_data
-        )
+        data = dict(serializer.validated_data)
+        owner = services.owner_for(username=data.pop("user", None), issued_by=request.user)
+        token, plaintext = services.issue_api_token(user=owner, issued_by=request.user, **data)
         token.token = plaintext
         response = Response(IssuedApiTokenSerializer(token).data, status=status.HTTP_201_CREATED)
         # The answer holds a secret: no browser or proxy may keep a copy.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
@@ -36,6 +37,26 @@ def may_revoke(*, revoker: AbstractBaseUser, token: ApiToken) -> bool:
     """Anyone may revoke their own tokens; another person's takes the admin's revoke permission
     (`accounts.change_apitoken`)."""
     return revoker.pk == token.user_id or revoker.has_perm(REVOKE_OTHERS_PERMISSION)
+
+
+def owner_for(*, username: str | None, issued_by: AbstractBaseUser) -> AbstractBaseUser:
+    """Who a token asked for by `issued_by` is for: themselves, unless another username is given.
+
+    Another person takes the permission, checked before the name is looked up so that people
+    without it learn nothing about which names exist.
+    """
+    if username is None or username == issued_by.get_username():
+        return issued_by
+    if not issued_by.has_perm(ISSUE_FOR_OTHERS_PERMISSION):
+        raise Forbidden(
+            "Issuing a token for another person needs a superuser or the "
+            f"'{ISSUE_FOR_OTHERS_PERMISSION}' permission.",
+            field="user",
+        )
+    owner = get_user_model().objects.filter(username=username, is_active=True).first()
+    if owner is None:
+        raise Invalid("No active person has this username.", field="user")
+    return owner
 
 
 def check_name(name: object) -> str:

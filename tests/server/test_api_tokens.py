@@ -199,7 +199,10 @@ def in_a_moment():
         ({"name": "ok", "expires_at": 1893456000}, "expires_at"),
         ({"name": "ok", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
         ({"name": "ok", "expires_at": "LATER"}, "expires_at"),
-        ({"name": "ok", "user": "bob"}, "user"),
+        ({"name": "ok", "owner": "bob"}, "owner"),
+        ({"name": "ok", "user": 7}, "user"),
+        ({"name": "ok", "user": "bob\x00"}, "user"),
+        ({"name": "ok", "user": "x" * 151}, "user"),
         ({"name": "ok", "digest": "0" * 64}, "digest"),
     ],
 )
@@ -239,3 +242,35 @@ def test_without_credentials_nothing_is_answered():
     response = APIClient().get(TOKENS)
 
     assert response.status_code == 401
+
+
+def test_issuing_for_another_person_needs_the_permission(make_user, api_for):
+    alice, sam = make_user("alice"), make_user("sam", staff=True)
+
+    refused = api_for(sam).post(TOKENS, {"name": "for alice", "user": "alice"}, format="json")
+    unknown_refused = api_for(sam).post(TOKENS, {"name": "x", "user": "nobody"}, format="json")
+
+    assert refused.status_code == unknown_refused.status_code == 403
+    assert refused.json()["fields"]["user"] == unknown_refused.json()["fields"]["user"]
+    assert not ApiToken.objects.filter(user=alice, name="for alice").exists()
+
+
+def test_with_the_permission_a_token_is_issued_for_another_person(make_user, api_for):
+    make_user("alice")
+    sam = make_user("sam", staff=True)
+    sam.user_permissions.add(Permission.objects.get(codename="issue_token_for_others"))
+
+    issued = api_for(sam).post(TOKENS, {"name": "for alice", "user": "alice"}, format="json")
+    unknown = api_for(sam).post(TOKENS, {"name": "x", "user": "nobody"}, format="json")
+
+    assert issued.status_code == 201 and issued.json()["user"] == "alice"
+    token = issued.json()["token"]
+    listing = bearer_client(token).get(TOKENS).json()["results"]
+    assert {row["user"] for row in listing} == {"alice"}
+    assert unknown.status_code == 400 and list(unknown.json()["fields"]) == ["user"]
+
+
+def test_naming_yourself_is_the_same_as_naming_no_one(api, user):
+    response = api.post(TOKENS, {"name": "mine", "user": user.username}, format="json")
+
+    assert response.status_code == 201 and response.json()["user"] == user.username
