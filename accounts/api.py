@@ -77,8 +77,8 @@ class IssueTokenSerializer(serializers.Serializer):
         allow_null=True,
         help_text=(
             "When the token stops working (ISO 8601; without a time zone, UTC): in the future and "
-            "at most "
-            f"{services.MAX_TOKEN_LIFETIME.days} days from now. Absent or null: until revoked."
+            f"at most {services.MAX_TOKEN_LIFETIME.days} days from now. Absent or null: until "
+            "revoked."
         ),
     )
     user = serializers.CharField(
@@ -97,8 +97,8 @@ class IssueTokenSerializer(serializers.Serializer):
         return value
 
     def to_internal_value(self, data):
-        # Unknown fields are refused rather than ignored (nobody sets `user` or a digest), and a
-        # name must be a JSON string: DRF's CharField would take 5 for "5".
+        # Unknown fields are refused rather than ignored (nobody slips in a digest or a key id),
+        # and strings must be JSON strings: DRF's CharField would take 5 for "5".
         if isinstance(data, Mapping):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
