@@ -22,6 +22,7 @@ def api_root(request: Request) -> Response:
             "nodes": link("node-list"),
             "events": link("event-feed"),
             "tokens": link("token-list"),
+            "credentials": link("credential-list"),
             "schema": link("schema"),
             "docs": link("swagger-ui"),
             "redoc": link("redoc"),
