@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import QuerySet
 from rest_framework import exceptions
 
@@ -24,3 +26,6 @@ class UserTokenAuthentication(BearerTokenAuthentication):
         if not row.user.is_active:
             raise exceptions.AuthenticationFailed("User is inactive.")
         return row.user
+
+    def expires_at(self, row: ApiToken) -> datetime | None:
+        return row.expires_at

@@ -31,6 +31,11 @@ class ApiToken(HashedToken):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
     )
     name = models.CharField(max_length=100, help_text="What the token is for.")
+    expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="After this, the token is refused. Empty: until revoked.",
+    )
 
     class Meta(HashedToken.Meta):
         verbose_name = "API token"
@@ -40,3 +45,11 @@ class ApiToken(HashedToken):
 
     def __str__(self) -> str:
         return f"gfu_{self.key_id}… ({self.name})"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and not self.is_expired

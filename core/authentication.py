@@ -1,14 +1,14 @@
 """One bearer-token authentication for every token kind, with small hooks for what differs.
 
 Like `RemoteUserBackend(ModelBackend)` in `django.contrib.auth`: the steps — parse the header,
-check the prefix, find the row by key id, compare the hash in constant time, refuse revoked
-tokens, note the last use — are written once; a subclass names its token kind and rows and
-says who the token stands for.
+check the prefix, find the row by key id, compare the hash in constant time, refuse revoked and
+expired tokens, note the last use — are written once; a subclass names its token kind and rows
+and says who the token stands for.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.db.models import Model, QuerySet
@@ -43,6 +43,10 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         a token whose holder may no longer call (an inactive person)."""
         raise NotImplementedError
 
+    def expires_at(self, row: Any) -> datetime | None:
+        """When the token stops working, or None if only revoking ends it."""
+        return None
+
     # --- The steps -----------------------------------------------------------------------------
 
     def authenticate(self, request: Request) -> tuple[Any, Model] | None:
@@ -71,6 +75,11 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token.")
         if row.revoked_at is not None:
             raise exceptions.AuthenticationFailed("Token has been revoked.")
+        expires_at = self.expires_at(row)
+        if expires_at is not None and expires_at <= timezone.now():
+            raise exceptions.AuthenticationFailed(
+                f"Token expired at {expires_at.isoformat()}; issue a new one."
+            )
         identity = self.identity(row)
         self.note_use(row)
         return identity, row

@@ -19,7 +19,7 @@ class ErrorSerializer(serializers.Serializer):
 
 _MEANING = {
     400: "Invalid input; `fields` names each offending field.",
-    401: "Missing, malformed, unknown or revoked token.",
+    401: "Missing, malformed, unknown, revoked or expired token.",
     403: "Authenticated but not allowed (or, with a session login, no CSRF token).",
     404: "No such object, or not yours.",
     409: "Refused in the current state (see `code`).",

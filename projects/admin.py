@@ -34,15 +34,16 @@ from django.utils.safestring import SafeString
 from core.exceptions import Conflict, DomainError
 from nodes.admin import presence_badge
 from nodes.models import Node
-from projects import domain, services
+from projects import domain, services, timeline
 from projects.api.serializers import CloneRequestSerializer
 from projects.models import Event, Job, Project
 from projects.redaction import readable
-from projects.selectors import active_job
+from projects.selectors import active_job, failure_reason
 
 admin.site.site_header = "Gitfleet"
 admin.site.site_title = "Gitfleet admin"
 admin.site.index_title = "Control plane"
+admin.site.site_url = "/account/"  # "View site": the page every person has
 
 TIMELINE_LIMIT = 200
 
@@ -58,6 +59,19 @@ def compact_json(value: Any) -> str:
     if value in (None, {}, []):
         return "-"
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def error_text(error: dict[str, Any] | None) -> str:
+    """An error as people read it: its code, then its message with real line breaks."""
+    if not error:
+        return "-"
+    retryable = " (will be retried)" if error.get("retryable") else ""
+    return format_html(
+        '<strong>{}</strong>{}<pre style="margin:0;white-space:pre-wrap;">{}</pre>',
+        error.get("code") or "error",
+        retryable,
+        error.get("message") or "",
+    )
 
 
 def _link(url_name: str, pk: Any, text: Any) -> SafeString:
@@ -201,6 +215,15 @@ class ProjectAdmin(ReadOnlyAdmin):
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Adding a project means asking for its clone: `add_view` opens the clone form.
+        return self.has_operate_permission(request)
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None):
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        return HttpResponseRedirect(reverse("admin:projects_project_clone"))
+
     @admin.display(description="node", ordering="node__name")
     def node_presence(self, project: Project) -> SafeString:
         node = project.node
@@ -214,7 +237,7 @@ class ProjectAdmin(ReadOnlyAdmin):
 
     @admin.display(description="last error")
     def error(self, project: Project) -> str:
-        return pretty_json(project.last_error)
+        return error_text(project.last_error)
 
     # --- Actions: one service call per project, refusals reported --------------------------
 
@@ -261,13 +284,6 @@ class ProjectAdmin(ReadOnlyAdmin):
         ]
         return own + super().get_urls()
 
-    def changelist_view(self, request: HttpRequest, extra_context=None):
-        extra_context = {
-            **(extra_context or {}),
-            "has_operate_permission": self.has_operate_permission(request),
-        }
-        return super().changelist_view(request, extra_context)
-
     def change_view(self, request: HttpRequest, object_id: str, form_url="", extra_context=None):
         project = self.get_object(request, object_id)
         if project is not None:
@@ -281,27 +297,38 @@ class ProjectAdmin(ReadOnlyAdmin):
         events = Event.objects.filter(project_id=project.pk)
         total = events.count()
         latest = list(events.order_by("-version")[:TIMELINE_LIMIT])[::-1]
+        jobs = list(project.jobs.order_by("seq"))
         can_operate = (
             self.has_operate_permission(request) and project.status != domain.ProjectStatus.DELETED
         )
         can_view_events = request.user.has_perm("projects.view_event")
+        current = active_job(project)
         return {
+            "summary": {
+                "project": project,
+                "job": current,
+                "progress": timeline.progress_text(current.progress) if current else "",
+                "reason": failure_reason(project),
+            },
             "jobs": [
                 {
                     "job": job,
-                    "progress": compact_json(job.progress),
-                    "error": compact_json(job.error),
+                    "progress": timeline.progress_text(job.progress),
+                    "error": job.error or {},
                 }
-                for job in project.jobs.order_by("seq")
+                for job in jobs
             ],
             "can_view_events": can_view_events,
             "timeline": [
                 {
-                    "event": event,
-                    "data": pretty_json(readable(event.data)),
-                    "meta": pretty_json(readable(event.meta)),
+                    "event": row.event,
+                    "who": row.who,
+                    "summary": row.summary,
+                    "error_message": row.error_message,
+                    "data": pretty_json(readable(row.event.data)),
+                    "meta": pretty_json(readable(row.event.meta)),
                 }
-                for event in latest
+                for row in timeline.rows(latest, jobs)
             ]
             if can_view_events
             else [],
@@ -418,7 +445,7 @@ class JobAdmin(ReadOnlyAdmin):
 
     @admin.display(description="error")
     def error_pretty(self, job: Job) -> str:
-        return pretty_json(job.error)
+        return error_text(job.error)
 
 
 # --- The event log --------------------------------------------------------------------------

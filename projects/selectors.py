@@ -1,5 +1,8 @@
 """Reads of projects, as each person may see them, and of the queue, as the long polls need it."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -9,7 +12,9 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from projects import queue
+from projects.domain import ProjectStatus
 from projects.models import Event, Job, Project
+from projects.queue import JobState
 
 
 def visible_projects(user: AbstractBaseUser) -> QuerySet[Project]:
@@ -54,3 +59,35 @@ def nodes_with_leasable_jobs(node_ids: list[str]) -> set[str]:
     """Which of `node_ids` have a job to lease now (the long polls' re-check)."""
     due = leasable_jobs(node_ids).order_by().values_list("node_id", flat=True).distinct()
     return {str(node_id) for node_id in due}
+
+
+@dataclass(frozen=True)
+class FailureReason:
+    """Why a project is not where it was asked to be, in words people can read."""
+
+    code: str
+    message: str
+    retry_at: datetime | None = None
+    """When the failed attempt is tried again, if it will be."""
+
+
+def failure_reason(project: Project) -> FailureReason | None:
+    """The current job's error while it has one (a retry is scheduled), else, for a failed
+    project, its last error; never an older job's error while a newer job is open."""
+    job = active_job(project)
+    if job is not None:
+        if not job.error:
+            return None
+        retry_at = job.available_at if job.state == JobState.QUEUED else None
+        return _reason(job.error, retry_at)
+    if project.status == ProjectStatus.FAILED and project.last_error:
+        return _reason(project.last_error, None)
+    return None
+
+
+def _reason(error: dict, retry_at: datetime | None) -> FailureReason:
+    return FailureReason(
+        code=str(error.get("code") or "error"),
+        message=str(error.get("message") or ""),
+        retry_at=retry_at,
+    )

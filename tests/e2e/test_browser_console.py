@@ -141,3 +141,36 @@ def test_browsable_api_and_swagger_render(fleet, browser_page):
     expect(page.locator(".swagger-ui")).to_contain_text("/api/v1/projects/clone", timeout=20_000)
     expect(page.locator(".swagger-ui")).to_contain_text("/api/v1/agent/lease")
     shot(page, "07-swagger")
+
+
+def test_a_person_without_staff_rights_manages_their_tokens(fleet, browser_page):
+    page, url = browser_page, fleet.server.url
+    fleet.site.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model; "
+        f"get_user_model().objects.create_user('bob', '', {ADMIN_PASSWORD!r})",
+    )
+
+    page.goto(f"{url}/account/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/account/"))
+    page.fill("#id_username", "bob")
+    page.fill("#id_password", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{url}/account/")
+    expect(page.locator("#projects")).to_contain_text("No projects yet")
+    shot(page, "08-account")
+
+    page.fill("#id_name", "laptop")
+    page.click("#issue-token button[type=submit]")
+    token = page.locator(".issued-token").inner_text()
+    assert re.fullmatch(r"gfu_[0-9a-f]{12}_[A-Za-z0-9_-]{32,}", token)
+    shot(page, "09-account-token-issued")
+
+    page.click("text=back to my account")
+    row = page.locator("tr.api-token", has_text="laptop")
+    expect(row).to_contain_text("active")
+    assert token not in page.content()
+    row.locator("button", has_text="Revoke").click()
+    expect(page.locator("tr.api-token", has_text="laptop")).to_contain_text("revoked")
+    shot(page, "10-account-token-revoked")

@@ -1,12 +1,14 @@
 """People's API tokens in the admin: issued with the plaintext shown once, revoked, never edited."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import ApiToken
 from accounts.services import issue_api_token
@@ -34,11 +36,11 @@ def test_list_and_detail_render_without_the_digest(admin_client, user):
     assert 'name="_save"' not in detail.content.decode()
 
 
-def test_issue_form_asks_only_for_user_and_name(admin_client):
+def test_issue_form_asks_for_user_name_and_expiry(admin_client):
     response = admin_client.get(reverse("admin:accounts_apitoken_add"))
 
     assert response.status_code == 200
-    assert list(response.context["adminform"].form.fields) == ["user", "name"]
+    assert list(response.context["adminform"].form.fields) == ["user", "name", "expires_at"]
 
 
 def test_issuing_shows_the_token_once_and_it_works(admin_client, user):
@@ -140,3 +142,75 @@ def test_the_service_refuses_issuing_for_another_person_without_the_permission(m
     assert refused.value.field == "user"
     assert not ApiToken.objects.filter(user=user).exists()
     issue_api_token(user=staff, name="own", issued_by=staff)  # for oneself: allowed
+
+
+def test_staff_without_permissions_manage_their_own_tokens(client, make_user, user):
+    staff = make_user("sam", staff=True)
+    own, _ = issue_api_token(user=staff, name="own")
+    others, _ = issue_api_token(user=user, name="alice's")
+    client.force_login(staff)
+
+    index = client.get(reverse("admin:index")).content.decode()
+    listing = client.get(CHANGELIST)
+    form = client.get(reverse("admin:accounts_apitoken_add"))
+    hidden = client.get(reverse("admin:accounts_apitoken_change", args=[others.pk]))
+    client.post(CHANGELIST, {"action": "revoke", "_selected_action": [str(own.pk), str(others.pk)]})
+
+    assert CHANGELIST in index and "staff account" not in index
+    assert [row.pk for row in listing.context["cl"].result_list] == [own.pk]
+    assert list(form.context["adminform"].form.fields["user"].queryset) == [staff]
+    assert hidden.status_code == 302  # the admin's answer to an object one may not see
+    own.refresh_from_db()
+    others.refresh_from_db()
+    assert own.revoked_at is not None and others.revoked_at is None
+
+
+def test_staff_revoke_others_tokens_only_with_the_permission(client, make_user, user):
+    staff = _staff_who_may_add_tokens(make_user)
+    token, _ = issue_api_token(user=user, name="alice's")
+    client.force_login(staff)
+
+    refused = client.post(
+        CHANGELIST, {"action": "revoke", "_selected_action": [str(token.pk)]}, follow=True
+    )
+    token.refresh_from_db()
+    assert token.revoked_at is None
+    assert "Not revoked" in refused.content.decode()
+
+    staff.user_permissions.add(Permission.objects.get(codename="change_apitoken"))
+    client.post(CHANGELIST, {"action": "revoke", "_selected_action": [str(token.pk)]})
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+
+
+def test_issuing_with_an_expiry_in_the_past_is_refused_on_the_form(admin_client, admin_user):
+    response = admin_client.post(
+        reverse("admin:accounts_apitoken_add"),
+        {
+            "user": str(admin_user.pk),
+            "name": "old",
+            "expires_at_0": "2001-01-01",
+            "expires_at_1": "00:00:00",
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["expires_at"] == ["Must be in the future."]
+    assert not ApiToken.objects.filter(name="old").exists()
+
+
+def test_issuing_with_an_expiry_stores_it(admin_client, admin_user):
+    response = admin_client.post(
+        reverse("admin:accounts_apitoken_add"),
+        {
+            "user": str(admin_user.pk),
+            "name": "month",
+            "expires_at_0": (timezone.now() + timedelta(days=30)).date().isoformat(),
+            "expires_at_1": "12:00:00",
+        },
+    )
+
+    assert response.status_code == 200
+    assert len(set(USER_TOKEN.findall(response.content.decode()))) == 1
+    token = ApiToken.objects.get(name="month")
+    assert timedelta(days=29) < token.expires_at - timezone.now() < timedelta(days=31)

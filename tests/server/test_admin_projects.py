@@ -79,7 +79,7 @@ def test_changelist_shows_status_node_presence_owner_and_short_commit(admin_clie
     assert "demo" in page and "ready" in page and "alice" in page
     assert ready.commit[:12] in page and ready.commit not in page
     assert ">online<" in page
-    assert "Request clone" in page
+    assert "Add project (request a clone)" in page
 
 
 def test_changelist_filters_by_status_and_node_and_searches_by_name(admin_client, user, node):
@@ -113,11 +113,29 @@ def test_detail_page_is_read_only_with_jobs_and_event_timeline(admin_client, rea
     ]
 
 
-def test_add_change_and_delete_are_refused(admin_client, pending):
+def test_add_opens_the_clone_form(admin_client):
+    response = admin_client.get(reverse("admin:projects_project_add"))
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:projects_project_clone")
+    assert admin_client.get(response["Location"]).status_code == 200
+
+
+def test_add_without_the_operate_permission_is_refused(client, make_user):
+    viewer = make_user("viewer", staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_project"))
+    client.force_login(viewer)
+
+    listing = client.get(CHANGELIST).content.decode()
+
+    assert client.get(reverse("admin:projects_project_add")).status_code == 403
+    assert reverse("admin:projects_project_clone") not in listing
+
+
+def test_change_and_delete_are_refused(admin_client, pending):
     change_url = reverse("admin:projects_project_change", args=[pending.pk])
     before = Event.objects.count()
 
-    assert admin_client.get(reverse("admin:projects_project_add")).status_code == 403
     assert admin_client.post(change_url, {"name": "renamed"}).status_code == 403
     delete_url = reverse("admin:projects_project_delete", args=[pending.pk])
     assert admin_client.post(delete_url, {"post": "yes"}).status_code == 403

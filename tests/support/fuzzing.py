@@ -110,7 +110,9 @@ class Seeded:
     """Who the fuzz speaks as, and the objects that exist before it starts."""
 
     tokens: dict[str, str] = field(default_factory=dict)
-    ids: dict[str, list[str]] = field(default_factory=dict)
+    ids: dict[str, list[Any]] = field(default_factory=dict)
+    protected: dict[str, list[Any]] = field(default_factory=dict)
+    """Path values the fuzz must never use: the ids of the tokens it speaks with."""
     live: LiveLeases | None = None
     clients: list[httpx.Client] = field(default_factory=list)
 
@@ -118,7 +120,10 @@ class Seeded:
         """The generated path value, or (as often) an id that exists: otherwise every path
         with an id would answer 404 and the views behind it would never run."""
         known = self.ids.get(name)
-        if not known or not _is_uuid(value):
+        protected = self.protected.get(name, [])
+        if known and any(str(value) == str(kept) for kept in protected):
+            return st.sampled_from(known)  # revoking its own credentials would end the fuzz
+        if not known or not (_is_uuid(value) or protected):
             return st.just(value)
         return st.sampled_from([value, *known])
 
@@ -217,6 +222,19 @@ def seed_site(site: ServerSite, url: str, seeded: Seeded) -> None:
     spare = _clone(person, "fuzz-live")
     agent.complete(agent.lease(), {"outcome": "succeeded", "result": _RESULT})
 
+    # Tokens the fuzz may revoke, and the ones it speaks with, which it must not.
+    staff = _client(url, seeded.tokens["staff"])
+    seeded.clients.append(staff)
+    protected = [
+        row["id"] for who in (person, staff) for row in who.get("/api/v1/tokens/").json()["results"]
+    ]
+    disposable = [
+        who.post("/api/v1/tokens/", json={"name": f"fuzz-{n}"}).json()["id"]
+        for who in (person, staff)
+        for n in range(3)
+    ]
+    seeded.protected = {"token_id": protected}
+
     credential = person.post(
         "/api/v1/credentials/", json={**ACCEPTABLE_CREDENTIAL, "name": "seeded"}
     )
@@ -224,6 +242,7 @@ def seed_site(site: ServerSite, url: str, seeded: Seeded) -> None:
 
     nodes = person.get("/api/v1/nodes/").json()["results"]
     seeded.ids = {
+        "token_id": disposable,
         "project_id": [ready["project"]["id"], failed["project"]["id"]],
         "job_id": [ready["job"]["id"], failed["job"]["id"], running["job"]["id"]],
         "node_id": [node["id"] for node in nodes],
