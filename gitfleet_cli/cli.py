@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
@@ -510,7 +511,9 @@ def main(
     stdout, stderr, stdin = stdout or sys.stdout, stderr or sys.stderr, stdin or sys.stdin
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        # argparse writes help and usage errors to sys.stdout/sys.stderr itself.
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help and --version exit 0, bad usage exits 2
         return int(exc.code or 0)
     output = Output(as_json=args.json, stdout=stdout, stderr=stderr)

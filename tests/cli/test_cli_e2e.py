@@ -284,24 +284,3 @@ def test_tokens_through_the_tokens_api_or_a_clear_message_without_it(
     assert secret not in listed.stdout
     assert person("tokens", "revoke", token_id).returncode == 0
     assert token_id not in [str(t["id"]) for t in person("tokens", "--json").json()]
-
-
-def test_the_command_line_imports_nothing_of_the_server():
-    code = (
-        "import sys, gitfleet_cli.cli\n"
-        "server = {'django', 'rest_framework', 'agent', 'projects', 'nodes', 'core', 'config'}\n"
-        "loaded = {name.split('.')[0] for name in sys.modules} & server\n"
-        "assert not loaded, loaded\n"
-    )
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[2],
-        env={"PATH": os.environ.get("PATH", "")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
