@@ -294,8 +294,7 @@ def _accepted(args: argparse.Namespace, ctx: Context, accepted: dict[str, Any]) 
             ],
         )
         return ExitCode.OK
-    ctx.output.note(f"{job['kind']} of {project['name']} queued (project {project['id']}).")
-    return _follow(ctx, project["id"], job["id"], project["name"], args.timeout)
+    return _follow(ctx, project["id"], job["id"], project["name"], args.timeout, asked=True)
 
 
 def cmd_watch(args: argparse.Namespace, ctx: Context) -> int:
@@ -303,7 +302,16 @@ def cmd_watch(args: argparse.Namespace, ctx: Context) -> int:
     return _follow(ctx, project_id, None, args.project, args.timeout)
 
 
-def _follow(ctx: Context, project_id: str, job_id: str | None, name: str, timeout: float) -> int:
+def _follow(
+    ctx: Context,
+    project_id: str,
+    job_id: str | None,
+    name: str,
+    timeout: float,
+    *,
+    asked: bool = False,
+) -> int:
+    """Follows job `job_id` (or the project's latest) to its end; exits by how it ended."""
     follower = Follower(ctx.client, project_id, timeout=timeout)
     timeline = follower.history()
     job_id = job_id or timeline.last_job_id
@@ -311,11 +319,17 @@ def _follow(ctx: Context, project_id: str, job_id: str | None, name: str, timeou
         raise UsageError(f"project {name} has no jobs to watch")
     job = timeline.jobs.get(job_id) or JobView(id=job_id)
     if not ctx.output.as_json:
-        follower.display = ProgressDisplay(ctx.output.stderr, label=f"{job.kind or 'job'} {name}")
-        if job.progress and job.is_open:
-            follower.display.update(job, "JobLeaseRenewed")
-        elif job.is_open:
-            follower.display.update(job, "JobLeased" if job.state == "leased" else "JobQueued")
+        display = follower.display = ProgressDisplay(
+            ctx.output.stderr, label=f"{job.kind or 'job'} {name}"
+        )
+        if asked:  # this command queued the job, so it was queued whatever it is by now
+            display.line(f"{display.label}: queued (project {project_id}, job {job_id})")
+        if job.state == "leased":
+            display.update(job, "JobLeased")
+            if job.progress:
+                display.update(job, "JobLeaseRenewed")
+        elif job.state == "queued" and not asked:
+            display.update(job, "JobQueued")
     job = follower.until_done(job_id)
     status = ctx.client.get(f"/api/v1/projects/{project_id}/status")
     ctx.output.result(
@@ -412,15 +426,22 @@ def cmd_nodes(args: argparse.Namespace, ctx: Context) -> int:
 TOKENS_PATH = "/api/v1/tokens/"
 
 
-def _tokens_call(call: Callable[[], Any]) -> Any:
-    """Runs a tokens API call; a server without that API is told apart from a missing token."""
+NO_TOKENS_API = (
+    f"a server without {TOKENS_PATH} has no self-service tokens; ask an administrator, "
+    "or upgrade the server"
+)
+
+
+def _tokens_call(call: Callable[[], Any], *, one_token: str = "") -> Any:
+    """Runs a tokens API call; a 404 says the server may lack the API (or the token is gone)."""
     try:
         return call()
     except Refused as exc:
-        if exc.status == 404 and exc.code in ("", "not_found") and not exc.fields:
+        if exc.status == 404 and not exc.fields:
             exc.message = (
-                f"{exc.message} (a server without {TOKENS_PATH} has no self-service tokens; "
-                "ask an administrator, or upgrade the server)"
+                f"no token {one_token}, or this server has no {TOKENS_PATH}"
+                if one_token
+                else f"{exc.message} ({NO_TOKENS_API})"
             )
         raise
 
@@ -462,7 +483,9 @@ def cmd_tokens_create(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_tokens_revoke(args: argparse.Namespace, ctx: Context) -> int:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", args.token_id):
         raise UsageError(f"token id {args.token_id!r}: letters, digits, - and _ only")
-    _tokens_call(lambda: ctx.client.delete(f"{TOKENS_PATH}{args.token_id}"))
+    _tokens_call(
+        lambda: ctx.client.delete(f"{TOKENS_PATH}{args.token_id}"), one_token=args.token_id
+    )
     ctx.output.result({"revoked": args.token_id}, lambda: [f"Token {args.token_id} revoked."])
     return ExitCode.OK
 

@@ -211,7 +211,7 @@ class ProgressDisplay:
             return
         line = _state_line(self.label, job, event_type)
         if line:
-            self._line(line)
+            self.line(line)
 
     def finish(self, job: JobView) -> None:
         if self._bar_shown and self.tty:
@@ -237,9 +237,10 @@ class ProgressDisplay:
         if step != self._last_line:
             self._last_line = step
             shown = f" {percent}%" if isinstance(percent, int) else ""
-            self._line(f"{self.label}: {phase}{shown}{_amounts(progress)}")
+            self.line(f"{self.label}: {phase}{shown}{_amounts(progress)}")
 
-    def _line(self, text: str) -> None:
+    def line(self, text: str) -> None:
+        """Prints one line, below the bar if one is shown."""
         if self._bar_shown and self.tty:
             self.stream.write("\r\x1b[K")
             self._bar_shown = False
