@@ -182,6 +182,29 @@ def test_a_slow_clone_shows_its_progress_as_it_goes(
     assert lines[-1].startswith("clone big: succeeded at ")
 
 
+def test_watch_follows_a_job_queued_earlier_to_its_end(
+    person: CliRunner, served: Path, git_daemon: GitDaemon
+):
+    Upstream(served, "later").commit({"blob.bin": os.urandom(512 * 1024)}, "big")
+    slow = start_gated_relay(git_daemon.port, rate=128 * 1024)
+    slow.open()
+    try:
+        queued = person("clone", slow.url("later.git"), "--node", "node-1", "--name", "later")
+        assert queued.returncode == 0, queued.stderr
+        assert queued.stdout.startswith("clone of later queued: project ")
+        watched = person("watch", "later")
+    finally:
+        slow.stop()
+
+    assert watched.returncode == 0, watched.stderr
+    assert watched.stderr.splitlines()[0] in (
+        "clone later: queued",
+        "clone later: running (attempt 1)",
+    )
+    assert watched.stderr.splitlines()[-1].startswith("clone later: succeeded at ")
+    assert "status:   ready" in watched.stdout
+
+
 def test_a_failed_clone_exits_1_with_its_reason(
     fleet: Fleet, person: CliRunner, git_daemon: GitDaemon
 ):
