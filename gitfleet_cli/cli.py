@@ -217,6 +217,7 @@ class Context:
 
 
 def cmd_login(args: argparse.Namespace, ctx: Context) -> int:
+    """Checks the URL and token with one call, then saves them for the commands that follow."""
     url = args.url or ctx.environ.get("GITFLEET_URL", "")
     if not url:
         if not ctx.stdin.isatty():
@@ -258,6 +259,7 @@ def default_project_name(git_url: str) -> str:
 
 
 def cmd_clone(args: argparse.Namespace, ctx: Context) -> int:
+    """Asks for a clone onto a node; the project name defaults to the repository's."""
     body: dict[str, Any] = {
         "name": args.name or default_project_name(args.git_url),
         "git_url": args.git_url,
@@ -271,12 +273,14 @@ def cmd_clone(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_pull(args: argparse.Namespace, ctx: Context) -> int:
+    """Queues a pull (fetch and fast-forward) of a project."""
     project_id = resolve_project(ctx.client, args.project)
     accepted = ctx.client.post(f"/api/v1/projects/{project_id}/pull")
     return _accepted(args, ctx, accepted)
 
 
 def cmd_delete(args: argparse.Namespace, ctx: Context) -> int:
+    """Queues the deletion of a project's checkout."""
     project_id = resolve_project(ctx.client, args.project)
     accepted = ctx.client.delete(f"/api/v1/projects/{project_id}")
     return _accepted(args, ctx, accepted)
@@ -298,6 +302,7 @@ def _accepted(args: argparse.Namespace, ctx: Context, accepted: dict[str, Any]) 
 
 
 def cmd_watch(args: argparse.Namespace, ctx: Context) -> int:
+    """Follows a project's open job, or reports how its latest job ended."""
     project_id = resolve_project(ctx.client, args.project)
     return _follow(ctx, project_id, None, args.project, args.timeout)
 
@@ -340,6 +345,7 @@ def _follow(
 
 
 def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
+    """Lists the person's projects, optionally by status or node."""
     params = {key: value for key in ("status", "node") if (value := getattr(args, key))}
     projects = list(ctx.client.pages("/api/v1/projects/", params))
     rows = [
@@ -353,6 +359,7 @@ def cmd_ls(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
+    """Shows where one project stands now."""
     project_id = resolve_project(ctx.client, args.project)
     status = ctx.client.get(f"/api/v1/projects/{project_id}/status")
     ctx.output.result(status, lambda: _status_lines(status))
@@ -380,6 +387,7 @@ def _status_lines(status: dict[str, Any]) -> list[str]:
 
 
 def cmd_events(args: argparse.Namespace, ctx: Context) -> int:
+    """Shows a project's event timeline, oldest first."""
     project_id = resolve_project(ctx.client, args.project)
     events = list(ctx.client.pages(f"/api/v1/projects/{project_id}/events"))
     rows = [
@@ -405,6 +413,7 @@ def _event_summary(data: dict[str, Any]) -> str:
 
 
 def cmd_nodes(args: argparse.Namespace, ctx: Context) -> int:
+    """Lists the nodes, online or not."""
     nodes = list(ctx.client.pages("/api/v1/nodes/"))
     rows = [
         [
@@ -447,6 +456,7 @@ def _tokens_call(call: Callable[[], Any], *, one_token: str = "") -> Any:
 
 
 def cmd_tokens_list(args: argparse.Namespace, ctx: Context) -> int:
+    """Lists the person's API tokens."""
     tokens = _tokens_call(lambda: list(ctx.client.pages(TOKENS_PATH)))
     rows = [
         [
@@ -465,6 +475,7 @@ def cmd_tokens_list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_tokens_create(args: argparse.Namespace, ctx: Context) -> int:
+    """Creates an API token and prints its secret, which the server shows only once."""
     body = {"name": args.name}
     if args.expires:
         body["expires_at"] = args.expires
@@ -481,6 +492,7 @@ def cmd_tokens_create(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace, ctx: Context) -> int:
+    """Revokes one of the person's API tokens."""
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", args.token_id):
         raise UsageError(f"token id {args.token_id!r}: letters, digits, - and _ only")
     _tokens_call(
