@@ -6,6 +6,7 @@ import signal
 import sys
 from types import FrameType
 
+from agent import children
 from agent.config import AgentConfig, ConfigError
 from agent.logs import configure_logging
 from agent.runner import Agent
@@ -27,11 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gitfleet-agent: cannot create {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(config.log_format)
-    agent = Agent(config)
+    agent = Agent(config, reap_orphans=True)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         agent.stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    children.become_subreaper()
+    children.install_sigchld_handler()
     return agent.run()

@@ -6,8 +6,11 @@ One `requests.Session`, explicit timeouts on every call, TLS checked against AGE
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -20,6 +23,8 @@ API_PREFIX = "/api/v1/agent"
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 30.0
 LEASE_READ_MARGIN = 15.0
+# The Date header counts whole seconds: the server's clock may be up to this much past it.
+DATE_RESOLUTION = 1.0
 
 
 class AgentApiError(Exception):
@@ -61,10 +66,22 @@ class InstanceSuperseded(ClientError):
 
 @dataclass(frozen=True)
 class Lease:
+    """A granted lease; `deadline` is `expires_at` on this process's `time.monotonic()` clock."""
+
     token: str
     attempt: int
     expires_at: str
     renew_every_seconds: int
+    # Not part of the lease's identity: the same lease answered twice has two local readings.
+    deadline: float = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """A renew answer: the lease's new expiry, and as a `time.monotonic()` deadline."""
+
+    expires_at: str
+    deadline: float
 
 
 @dataclass(frozen=True)
@@ -135,7 +152,8 @@ class AgentClient:
         granted but whose answer was lost comes back instead of a second one.
         """
         body = {"instance_id": instance_id, "request_id": request_id, "wait": wait}
-        answer = self._post("/lease", body, read_timeout=wait + LEASE_READ_MARGIN)
+        exchange = self._send("/lease", body, read_timeout=wait + LEASE_READ_MARGIN)
+        answer = exchange.data
         if answer is None:
             return None
         try:
@@ -150,21 +168,35 @@ class AgentClient:
                 lease=Lease(
                     token=token,
                     attempt=int(lease.get("attempt") or 1),
-                    expires_at=str(lease.get("expires_at", "")),
+                    expires_at=str(lease["expires_at"]),
                     renew_every_seconds=int(lease.get("renew_every_seconds") or 20),
+                    deadline=exchange.deadline(lease["expires_at"]),
                 ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProtocolError(f"malformed lease answer: {exc!r}") from None
 
     def renew(
-        self, job_id: str, *, lease_token: str, progress: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """Extend the lease of a running job, carrying its progress. LeaseLost: stop the job."""
+        self,
+        job_id: str,
+        *,
+        lease_token: str,
+        progress: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Renewal:
+        """Extend the lease of a running job, carrying its progress. LeaseLost: stop the job.
+
+        `timeout` bounds the whole call (connect and read), e.g. to what is left of the lease.
+        """
         body: dict[str, Any] = {"lease_token": lease_token}
         if progress:
             body["progress"] = dict(progress)
-        return self._post(f"/jobs/{validate_uuid(job_id)}/renew", body) or {}
+        exchange = self._send(f"/jobs/{validate_uuid(job_id)}/renew", body, timeout=timeout)
+        try:
+            expires_at = (exchange.data or {})["expires_at"]
+            return Renewal(expires_at=str(expires_at), deadline=exchange.deadline(expires_at))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"malformed renew answer: {exc!r}") from None
 
     def complete(
         self,
@@ -194,18 +226,60 @@ class AgentClient:
     def _post(
         self, path: str, body: Mapping[str, Any], *, read_timeout: float | None = None
     ) -> dict[str, Any] | None:
-        timeout = (self._connect_timeout, read_timeout or self._read_timeout)
+        return self._send(path, body, read_timeout=read_timeout).data
+
+    def _send(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        read_timeout: float | None = None,
+        timeout: float | None = None,
+    ) -> _Exchange:
+        connect, read = self._connect_timeout, read_timeout or self._read_timeout
+        if timeout is not None:
+            connect, read = min(connect, timeout), min(read, timeout)
+        sent = time.monotonic()
         try:
             response = self._session.post(
                 self._base + path,
                 json=body,
-                timeout=timeout,
+                timeout=(connect, read),
                 verify=self._verify,
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
             raise ServerUnavailable(f"POST {path}: {exc.__class__.__name__}: {exc}") from None
-        return _answer(path, response)
+        return _Exchange(_answer(path, response), sent, response.headers.get("Date"))
+
+
+@dataclass(frozen=True)
+class _Exchange:
+    """One answered call: its JSON, when it was sent (monotonic) and the server's Date header."""
+
+    data: dict[str, Any] | None
+    sent: float
+    server_date: str | None
+
+    def deadline(self, expires_at: object) -> float:
+        """`expires_at` (ISO 8601 with a zone) on the local monotonic clock, measured against the
+        server's own clock (its Date header), so that a skewed local clock does not shift it;
+        counted from when the request was sent, so that it errs early."""
+        if not isinstance(expires_at, str):
+            raise TypeError("expires_at must be a string")
+        expires = datetime.fromisoformat(expires_at)
+        if expires.tzinfo is None:
+            raise ValueError("expires_at has no time zone")
+        return self.sent + (expires - self._server_now()).total_seconds()
+
+    def _server_now(self) -> datetime:
+        try:
+            date = parsedate_to_datetime(self.server_date or "")
+        except (TypeError, ValueError):
+            return datetime.now(UTC)
+        if date.tzinfo is None:
+            date = date.replace(tzinfo=UTC)
+        return date + timedelta(seconds=DATE_RESOLUTION)
 
 
 def _answer(path: str, response: requests.Response) -> dict[str, Any] | None:

@@ -12,8 +12,6 @@ checkout can lead a process on the node outside the projects root.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import re
 import signal
@@ -25,12 +23,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from agent import children
 from agent.config import AgentConfig
 from agent.errors import JobCancelled, JobFailure
+from agent.logs import logger
 
 GIT = "git"
-KILL_GRACE_SECONDS = 2.0
 _KEPT_STDERR_LINES = 200
+_MAX_STDERR_LINE_BYTES = 4096
 
 # Variables copied from the agent's own environment; everything else git sees is set below.
 _PASSED_THROUGH = (
@@ -113,11 +113,14 @@ class Progress:
     bytes: int | None = None
 
 
+# Numbers are bounded: a hostile server controls "remote:" lines, and int() of a number with
+# thousands of digits raises (Python's digit limit). 18 digits keep every count within 2**63.
 _PROGRESS_LINE = re.compile(
-    r"(?:remote: )?(?P<phase>[A-Z][A-Za-z ]*?):\s+(?P<percent>\d{1,3})% "
-    r"\((?P<done>\d+)/(?P<total>\d+)\)"
-    r"(?:, (?P<amount>\d+(?:\.\d+)?) (?P<unit>bytes?|KiB|MiB|GiB|TiB))?"
+    r"(?:remote: )?(?P<phase>[A-Z][A-Za-z ]{0,39}?):\s{1,40}(?P<percent>\d{1,3})% "
+    r"\((?P<done>\d{1,18})/(?P<total>\d{1,18})\)"
+    r"(?:, (?P<amount>\d{1,18}(?:\.\d{1,6})?) (?P<unit>bytes?|KiB|MiB|GiB|TiB))?"
 )
+MAX_PROGRESS_NUMBER = 2**63 - 1
 _PHASES = {
     "receiving objects": "receiving",
     "resolving deltas": "resolving",
@@ -138,7 +141,7 @@ def parse_progress(line: str) -> Progress | None:
     phase = _PHASES.get(name, name.split()[0])
     amount = None
     if match["amount"] is not None:
-        amount = int(float(match["amount"]) * _UNITS[match["unit"]])
+        amount = min(int(float(match["amount"]) * _UNITS[match["unit"]]), MAX_PROGRESS_NUMBER)
     return Progress(
         phase=phase[:40], percent=min(int(match["percent"]), 100), objects=int(match["done"]),
         bytes=amount,
@@ -166,7 +169,7 @@ class JobControl:
                 self._cancel_reason = reason
             processes = [p for p in self._processes if p.returncode is None]
         for process in processes:
-            _signal_group(process, signal.SIGKILL)
+            children.signal_group(process.pid, signal.SIGKILL)
 
     def raise_if_cancelled(self) -> None:
         if self._cancel_reason is not None:
@@ -191,67 +194,11 @@ class JobControl:
             self._processes.add(process)
             cancelled = self._cancel_reason is not None
         if cancelled:
-            _signal_group(process, signal.SIGKILL)
+            children.signal_group(process.pid, signal.SIGKILL)
 
     def detach(self, process: subprocess.Popen[bytes]) -> None:
         with self._lock:
             self._processes.discard(process)
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
-
-
-def kill_process_group(process: subprocess.Popen[bytes], grace: float = KILL_GRACE_SECONDS) -> None:
-    """SIGTERM the whole group, give it `grace` seconds, then SIGKILL whatever is left."""
-    _signal_group(process, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace)
-    # Children of git (remote helpers, ssh) may outlive it; the group outlives its leader.
-    _signal_group(process, signal.SIGKILL)
-    process.wait()
-
-
-_PR_SET_CHILD_SUBREAPER = 36
-_subreaper_lock = threading.Lock()
-_subreaper: bool | None = None
-
-
-def become_subreaper() -> bool:
-    """Adopt orphaned descendants (Linux), so that killed git helpers are reaped by the agent.
-
-    Without it a helper whose parent was killed becomes a zombie of PID 1, and in a container
-    where the agent itself is PID 1, or where PID 1 does not reap, zombies pile up.
-    """
-    global _subreaper
-    with _subreaper_lock:
-        if _subreaper is None:
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                _subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-            except (OSError, AttributeError):
-                _subreaper = False
-        return _subreaper
-
-
-def reap_process_group(pgid: int, timeout: float = KILL_GRACE_SECONDS) -> bool:
-    """Wait until no process of group `pgid` exists, reaping the ones adopted by this process.
-
-    Returns False if some member is still there after `timeout` (e.g. a zombie of another parent).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-pgid, os.WNOHANG)[0] > 0:
-                pass
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
 
 
 @dataclass(frozen=True)
@@ -289,8 +236,8 @@ class Git:
         timeout = min(self._deadline - time.monotonic(), float(self._config.git_timeout))
         if timeout <= 0:
             raise JobFailure("timeout", "the job's time ran out")
-        become_subreaper()
-        process = subprocess.Popen(
+        children.become_subreaper()
+        process = children.start(
             command,
             cwd=cwd or repo or "/",
             env=self._env,
@@ -316,11 +263,14 @@ class Git:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            kill_process_group(process)
+            children.kill_process_group(process)
         finally:
             self._control.detach(process)
-            if timed_out or self._control.cancel_reason is not None:
-                reap_process_group(process.pid)
+            if process.returncode is None:
+                children.kill_process_group(process, grace=0)
+            children.forget(process)
+            # Whatever is left of the group (a remote helper git did not wait for) goes now.
+            children.end_process_group(process)
             for reader in readers:
                 reader.join(timeout=5)
         self._control.raise_if_cancelled()
@@ -340,21 +290,29 @@ class Git:
         return failure
 
     def _read_stderr(self, stream: Any, lines: deque[str]) -> None:
+        """Drain git's stderr to its end whatever it holds: a reader that stopped would leave
+        git blocked on a full pipe until the timeout."""
         buffer = b""
         while chunk := stream.read1(65536):
             buffer += chunk
             *complete, buffer = re.split(rb"[\r\n]", buffer)
+            # The rest of an overlong line is dropped, so that memory stays bounded.
+            buffer = buffer[:_MAX_STDERR_LINE_BYTES]
             for raw in complete:
-                self._take_stderr_line(raw.decode("utf-8", "replace"), lines)
+                self._take_stderr_line(raw[:_MAX_STDERR_LINE_BYTES], lines)
         if buffer:
-            self._take_stderr_line(buffer.decode("utf-8", "replace"), lines)
+            self._take_stderr_line(buffer, lines)
 
-    def _take_stderr_line(self, line: str, lines: deque[str]) -> None:
-        progress = parse_progress(line)
-        if progress is not None:
-            self._control.report(progress)
-        elif line.strip() and not line.startswith("Cloning into "):
-            lines.append(line)
+    def _take_stderr_line(self, raw: bytes, lines: deque[str]) -> None:
+        try:
+            line = raw.decode("utf-8", "replace")
+            progress = parse_progress(line)
+            if progress is not None:
+                self._control.report(progress)
+            elif line.strip() and not line.startswith("Cloning into "):
+                lines.append(line)
+        except Exception:
+            logger.exception("git_stderr_line_skipped")
 
 
 def _collect(stream: Any, sink: bytearray) -> None:

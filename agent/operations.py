@@ -24,7 +24,8 @@ from agent.paths import (
     target_path,
     tree_size,
 )
-from agent.validation import Job, check_resolved_host, validate_git_url
+from agent.validation import Job
+from gitpolicy import UrlPolicy, check_resolved_host, parse_git_url
 
 TEMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
@@ -246,16 +247,14 @@ def _check_checkout(git: Git, target: str) -> None:
 
 
 def _check_resolved_host(job: Job, config: AgentConfig) -> None:
-    parsed = validate_git_url(
-        job.git_url,
-        allowed_schemes=config.git_allowed_schemes,
+    """Apply the address rules to what the URL's host resolves to now, just before git runs."""
+    policy = UrlPolicy(
+        allowed_schemes=frozenset(config.git_allowed_schemes),
         allow_private_hosts=config.git_allow_private_hosts,
     )
-    if parsed.scheme == "file":
-        return
     try:
-        check_resolved_host(
-            parsed.host, parsed.port, allow_private_hosts=config.git_allow_private_hosts
-        )
+        parsed = parse_git_url(job.git_url, policy)
+        if parsed.scheme != "file":
+            check_resolved_host(parsed.host, parsed.port, policy)
     except ValueError as exc:
         raise JobFailure("invalid_job", f"git_url: {exc}") from None

@@ -6,29 +6,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import stat
 from dataclasses import dataclass
 
-TARGET_NAME_PATTERN = re.compile(r"[0-9]+_[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+from gitpolicy import validate_target_name
 
 
 class UnsafePath(ValueError):
     """A path would leave the projects root or go through a symlink."""
-
-
-def validate_target_name(name: object) -> str:
-    """Return `name` if it is a `{user_id}_{project_name}` folder name, else raise ValueError."""
-    if not isinstance(name, str):
-        raise ValueError("must be a string")
-    # fullmatch, not `$`: `$` also matches before a trailing newline.
-    if not TARGET_NAME_PATTERN.fullmatch(name):
-        raise ValueError("must look like {user_id}_{project_name} (letters, digits, . _ -)")
-    if name in (".", "..") or "/" in name or os.sep in name:
-        raise ValueError("must be a single folder name")
-    if name.endswith(".lock"):
-        raise ValueError("must not end with .lock")
-    return name
 
 
 def is_within(root: str, path: str) -> bool:

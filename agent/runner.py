@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from agent import __version__
+from agent import __version__, children
 from agent.client import (
     LEASE_READ_MARGIN,
     AgentClient,
@@ -41,8 +41,17 @@ EXIT_SUPERSEDED = 4
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 60.0
 MAX_RETRY_AFTER_SECONDS = 300.0
-RENEW_RETRY_SECONDS = 5.0
+# Renewals that fail are retried after 0.5-1 s, doubling up to the renew interval (at most 10 s).
+RENEW_RETRY_BASE_SECONDS = 1.0
+RENEW_RETRY_CAP_SECONDS = 10.0
+RENEW_LAST_TRY_SECONDS = 1.0
 RELEASE_ATTEMPTS = 3
+# The reason the server records for a lease given back by a draining agent (not an attempt). A
+# restarted agent's old leases are given back by the server itself, as `agent_restarted`, on the
+# new instance's first call.
+RELEASE_REASON = "agent_shutdown"
+# Adopted orphans are reaped when SIGCHLD says one exited, and at least this often regardless.
+REAP_EVERY_SECONDS = 5.0
 
 _random = random.SystemRandom()
 
@@ -86,10 +95,18 @@ class RunningJob:
 
 
 class Agent:
-    """One running agent instance: call `run()` from the main thread, `stop()` to drain."""
+    """One running agent instance: call `run()` from the main thread, `stop()` to drain.
 
-    def __init__(self, config: AgentConfig, *, client: AgentClient | None = None) -> None:
+    With `reap_orphans` (the agent owns its process: `python -m agent`) the main thread also
+    reaps the orphans the process adopts; an agent embedded in another program leaves that to it.
+    """
+
+    def __init__(
+        self, config: AgentConfig, *, client: AgentClient | None = None, reap_orphans: bool = False
+    ) -> None:
         self.config = config
+        self._reap_orphans = reap_orphans
+        self._next_reap = 0.0
         self.instance_id = str(uuid.uuid4())
         self.client = client or AgentClient(
             config.server_url, config.token, verify=config.tls_verify
@@ -134,13 +151,23 @@ class Agent:
         heartbeats.start()
         leases.start()
         while not self._stopping.wait(0.5):
-            pass
+            self._reap()
         self._drain(leases)
         self._finished.set()
+        self._reap(now=True)
         heartbeats.join(timeout=5)
         self.client.close()
         log_event(logging.INFO, "agent_stopped", exit_code=self._exit_code)
         return self._exit_code
+
+    def _reap(self, *, now: bool = False) -> None:
+        if not self._reap_orphans:
+            return
+        if now or children.child_exited() or time.monotonic() >= self._next_reap:
+            self._next_reap = time.monotonic() + REAP_EVERY_SECONDS
+            reaped = children.reap_adopted()
+            if reaped:
+                log_event(logging.DEBUG, "orphans_reaped", count=reaped)
 
     # -- stopping ---------------------------------------------------------------------------
 
@@ -341,30 +368,60 @@ class Agent:
         self._report(running, result=result, error=error)
 
     def _renew_loop(self, running: RunningJob, finished: threading.Event) -> None:
+        """Renew every `renew_every_seconds`; ride out 5xx and dropped connections with capped,
+        jittered retries until the lease's own expiry, the one thing besides a 409 (or 404)
+        that stops the job."""
         lease = running.leased.lease
         interval = float(min(max(lease.renew_every_seconds, 1), 60))
+        backoff = Backoff(base=RENEW_RETRY_BASE_SECONDS, cap=min(interval, RENEW_RETRY_CAP_SECONDS))
+        expires = lease.deadline
         delay = interval
-        while not finished.wait(delay):
+        while True:
+            left = expires - time.monotonic()
+            # A retry due after the lease ends is made just before instead, as a last chance.
+            wait = (
+                min(delay, left - RENEW_LAST_TRY_SECONDS) if left > RENEW_LAST_TRY_SECONDS else left
+            )
+            if finished.wait(max(wait, 0.0)):
+                return
+            left = expires - time.monotonic()
+            if left <= 0:
+                log_event(logging.WARNING, "job_lease_expired", job_id=running.job_id)
+                running.control.cancel("lease_expired")
+                return
             try:
-                self.client.renew(
-                    running.job_id, lease_token=lease.token, progress=running.control.progress()
-                )
-                delay = interval
+                renewal = self.client.renew(
+                    running.job_id, lease_token=lease.token,
+                    progress=running.control.progress(), timeout=max(left, 1.0),
+                )  # fmt: skip
+                expires, delay = renewal.deadline, interval
+                backoff.reset()
             except InstanceSuperseded as exc:
                 running.control.cancel("lease_lost")
                 self._fatal(EXIT_SUPERSEDED, "instance_superseded", detail=exc.message)
                 return
             except ClientError as exc:
-                # 409 lease_lost, or 404 (not this node's job): either way the job is not ours.
-                log_event(
-                    logging.WARNING, "job_lease_lost", job_id=running.job_id, status=exc.status,
-                    code=exc.code,
-                )  # fmt: skip
-                running.control.cancel("lease_lost")
-                return
+                if exc.status in (404, 409):
+                    # 409 lease_lost, or 404 (not this node's job): the job is not ours.
+                    log_event(
+                        logging.WARNING, "job_lease_lost", job_id=running.job_id,
+                        status=exc.status, code=exc.code,
+                    )  # fmt: skip
+                    running.control.cancel("lease_lost")
+                    return
+                delay = self._renew_failed(running, backoff, exc, expires)
             except (ServerUnavailable, ProtocolError) as exc:
-                delay = min(interval, RENEW_RETRY_SECONDS)
-                log_event(logging.WARNING, "renew_failed", job_id=running.job_id, error=str(exc))
+                delay = self._renew_failed(running, backoff, exc, expires)
+
+    def _renew_failed(
+        self, running: RunningJob, backoff: Backoff, exc: Exception, expires: float
+    ) -> float:
+        delay = backoff.next_delay(getattr(exc, "retry_after", None))
+        log_event(
+            logging.WARNING, "renew_failed", job_id=running.job_id, error=str(exc),
+            retry_in=round(delay, 1), lease_left=round(expires - time.monotonic(), 1),
+        )  # fmt: skip
+        return delay
 
     def _report(
         self,
@@ -405,7 +462,9 @@ class Agent:
         """Give a job back to the server (agent shutting down), with a few quick retries."""
         for attempt in range(RELEASE_ATTEMPTS):
             try:
-                self.client.release(running.job_id, lease_token=running.leased.lease.token)
+                self.client.release(
+                    running.job_id, lease_token=running.leased.lease.token, reason=RELEASE_REASON
+                )
                 log_event(logging.INFO, "job_released", job_id=running.job_id)
                 return
             except ClientError as exc:

@@ -21,6 +21,7 @@ def api_root(request: Request) -> Response:
             "clone": link("project-clone"),
             "nodes": link("node-list"),
             "events": link("event-feed"),
+            "credentials": link("credential-list"),
             "schema": link("schema"),
             "docs": link("swagger-ui"),
             "redoc": link("redoc"),

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "accounts",
     "nodes",
     "projects",
+    "credentials",
 ]
 
 MIDDLEWARE = [
@@ -188,6 +189,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
+        "CredentialKindEnum": "credentials.models.CredentialKind",
         "JobKindEnum": "projects.models.JobKind",
         "JobStateEnum": "projects.models.JobState",
         "ProjectStatusEnum": "projects.models.ProjectStatus",
@@ -212,6 +214,9 @@ QUEUED_JOB_TTL = env.int("QUEUED_JOB_TTL", default=86400)
 GIT_JOB_TIMEOUT = env.int("GIT_JOB_TIMEOUT", default=3600)
 SWEEP_SECONDS = env.int("SWEEP_SECONDS", default=15)
 AGENT_DB_THREADS = env.int("AGENT_DB_THREADS", default=4)
+# Fernet keys for people's git credentials, comma-separated: the first encrypts, all decrypt.
+# Empty: the server runs, but storing a credential answers 503 saying how to make a key.
+CREDENTIAL_KEYS = env.list("CREDENTIAL_KEYS", default=[])
 
 # --- Metrics --------------------------------------------------------------------------------
 # `/metrics` answers only `Authorization: Bearer <METRICS_TOKEN>`; empty means metrics are off.

@@ -51,15 +51,21 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     return {prefix or "body": [str(detail)]}
 
 
+def _domain_error_body(exc: DomainError) -> dict:
+    if not exc.field:
+        return error_body(exc.message, exc.code)
+    # A service's `Invalid` reads like a serializer's refusal, whichever layer caught the input.
+    message = f"Invalid input. {exc.field}: {exc.message}" if exc.status == 400 else exc.message
+    return error_body(message, exc.code, {exc.field: [exc.message]})
+
+
 def domain_error_response(exc: DomainError) -> JsonResponse:
-    fields = {exc.field: [exc.message]} if exc.field else None
-    return JsonResponse(error_body(exc.message, exc.code, fields), status=exc.status)
+    return JsonResponse(_domain_error_body(exc), status=exc.status)
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DomainError):
-        fields = {exc.field: [exc.message]} if exc.field else None
-        return Response(error_body(exc.message, exc.code, fields), status=exc.status)
+        return Response(_domain_error_body(exc), status=exc.status)
     if isinstance(exc, RequestDataTooBig):
         # Django's own cap (DATA_UPLOAD_MAX_MEMORY_SIZE) would otherwise answer in HTML.
         exc = PayloadTooLarge(

@@ -135,7 +135,7 @@ def _api_help(field: str) -> str:
 
 
 class CloneForm(forms.Form):
-    """Collects what the clone API takes; `CloneRequestSerializer` does the validating."""
+    """Collects what the clone API takes; `services.request_clone` does the validating."""
 
     name = forms.CharField(strip=False, help_text=_api_help("name"))
     git_url = forms.CharField(label="Git URL", strip=False, help_text=_api_help("git_url"))
@@ -347,21 +347,13 @@ class ProjectAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/projects/project/clone.html", context)
 
     def _request_clone(self, request: HttpRequest, form: CloneForm) -> Project | None:
-        """Validates as the API does and asks for the clone; refusals become form errors."""
-        data = {**form.cleaned_data, "node": str(form.cleaned_data["node"].pk)}
-        if data["depth"] is None:
-            del data["depth"]
-        serializer = CloneRequestSerializer(data=data)
-        if not serializer.is_valid():
-            for field, errors in serializer.errors.items():
-                for error in errors:
-                    form.add_refusal(field, str(error))
-            return None
+        """Asks for the clone; the service's refusals (invalid input included) become form
+        errors on the field they name."""
         try:
             return services.request_clone(
                 owner=request.user,
                 request_id=getattr(request, "request_id", None),
-                **serializer.validated_data,
+                **form.cleaned_data,
             )
         except DomainError as exc:
             form.add_refusal(exc.field, exc.message)

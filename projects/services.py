@@ -1,24 +1,72 @@
 """What people may ask of projects: clone, pull, delete, cancel, retry.
 
-Each function checks what only the outside world knows (the node, name uniqueness), then hands
-a command to the decider through `eventstore.execute`. Views and the admin call these and
-nothing lower.
+Each function validates what people give it (git input through `gitpolicy`, raising `Invalid`
+naming the field), checks what only the outside world knows (the node, name uniqueness), then
+hands a command to the decider through `eventstore.execute`. Views, the admin and the
+benchmarks call these and nothing lower, so every entry point gets the same checks.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError
 
-from core.exceptions import Conflict, NotFound
+import gitpolicy
+from core.exceptions import Conflict, Invalid, NotFound
 from nodes.models import Node
 from projects import domain, wakeups
 from projects.eventstore import Appended, execute
 from projects.models import Job, Project, ProjectStatus
+
+MAX_CLONE_DEPTH = 1_000_000
+
+_T = TypeVar("_T")
+
+
+def url_policy() -> gitpolicy.UrlPolicy:
+    """The git URL policy the settings ask for. The server only ever fetches over the network:
+    `file` stays off whatever `GIT_ALLOWED_SCHEMES` says."""
+    schemes = frozenset(scheme.lower() for scheme in settings.GIT_ALLOWED_SCHEMES)
+    return gitpolicy.UrlPolicy(
+        allowed_schemes=schemes & gitpolicy.NETWORK_SCHEMES,
+        allow_private_hosts=settings.GIT_ALLOW_PRIVATE_HOSTS,
+    )
+
+
+def _valid(field: str, rule: Callable[[object], _T], value: object) -> _T:
+    """`rule(value)`, with its ValueError turned into `Invalid` naming `field`."""
+    try:
+        return rule(value)
+    except ValueError as exc:
+        raise Invalid(str(exc), field=field) from None
+
+
+def _valid_depth(depth: object) -> int | None:
+    if depth is None:
+        return None
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= MAX_CLONE_DEPTH:
+        raise ValueError(f"A shallow clone takes a depth from 1 to {MAX_CLONE_DEPTH}.")
+    return depth
+
+
+def _job_id(job_id: object) -> str:
+    """A job id in its canonical form; any other spelling names no job."""
+    text = str(job_id) if isinstance(job_id, uuid.UUID) else job_id
+    if not isinstance(text, str) or not _is_canonical_uuid(text):
+        raise NotFound("No such job in this project.", field="job_id")
+    return text
+
+
+def _is_canonical_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
 
 
 def _meta(actor: AbstractBaseUser, request_id: str | None) -> dict[str, Any]:
@@ -57,7 +105,12 @@ def request_clone(
     depth: int | None = None,
     request_id: str | None = None,
 ) -> Project:
-    """Creates a project and queues its clone on `node`. Inputs are already validated."""
+    """Creates a project and queues its clone on `node`, after checking every input against the
+    git-input policy; raises `Invalid` naming the first field that fails."""
+    name = _valid("name", gitpolicy.validate_project_name, name)
+    git_url = _valid("git_url", lambda url: gitpolicy.validate_git_url(url, url_policy()), git_url)
+    branch = _valid("branch", gitpolicy.validate_branch, branch)
+    depth = _valid("depth", _valid_depth, depth)
     _require_node_accepts_work(node)
     if (
         Project.objects.filter(owner=owner, name=name)
@@ -111,8 +164,9 @@ def cancel_job(
     *, project: Project, job_id: str, actor: AbstractBaseUser, request_id: str | None = None
 ) -> Job:
     """Cancels a queued or running job; a running one is stopped by its agent's next renew."""
-    command = domain.CancelJob(job_id=str(job_id), reason="cancelled_by_user")
-    execute(project.pk, command, meta=_meta(actor, request_id), job_ids=[str(job_id)])
+    job_id = _job_id(job_id)
+    command = domain.CancelJob(job_id=job_id, reason="cancelled_by_user")
+    execute(project.pk, command, meta=_meta(actor, request_id), job_ids=[job_id])
     return Job.objects.get(pk=job_id)
 
 
@@ -120,6 +174,7 @@ def retry_job(
     *, project: Project, job_id: str, actor: AbstractBaseUser, request_id: str | None = None
 ) -> Job:
     """Queues a new job like a failed or cancelled one."""
+    job_id = _job_id(job_id)
     failed = Job.objects.filter(pk=job_id, project=project).first()
     if failed is None:
         raise NotFound("No such job in this project.", field="job_id")
@@ -127,9 +182,9 @@ def retry_job(
         _require_node_accepts_work(project.node)
     new_job_id = str(uuid.uuid4())
     command = domain.RetryJob(
-        failed_job_id=str(job_id), job_id=new_job_id, max_attempts=settings.LEASE_MAX_ATTEMPTS
+        failed_job_id=job_id, job_id=new_job_id, max_attempts=settings.LEASE_MAX_ATTEMPTS
     )
-    execute(project.pk, command, meta=_meta(actor, request_id), job_ids=[str(job_id)], after=_wake)
+    execute(project.pk, command, meta=_meta(actor, request_id), job_ids=[job_id], after=_wake)
     return Job.objects.get(pk=new_job_id)
 
 

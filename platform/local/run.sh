@@ -47,6 +47,24 @@ if [ "$DEMO" = "1" ]; then
     export AGENT_GIT_ALLOW_PRIVATE_HOSTS=true AGENT_GIT_ALLOWED_SCHEMES="https,ssh,git"
 fi
 
+# People's git credentials are encrypted with CREDENTIAL_KEYS; unless one is given, a local key
+# is made once and kept beside the admin password, so stored credentials survive a restart.
+CREDENTIAL_KEYS_FILE="$SECRETS/credential-keys"
+if [ -z "${CREDENTIAL_KEYS:-}" ]; then
+    if [ ! -s "$CREDENTIAL_KEYS_FILE" ]; then
+        mkdir -p "$SECRETS"
+        (
+            umask 077
+            "$PY" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' \
+                >"$CREDENTIAL_KEYS_FILE.new"
+        )
+        mv "$CREDENTIAL_KEYS_FILE.new" "$CREDENTIAL_KEYS_FILE"
+        echo "Made a credential encryption key in $CREDENTIAL_KEYS_FILE."
+    fi
+    CREDENTIAL_KEYS="$(cat "$CREDENTIAL_KEYS_FILE")"
+    export CREDENTIAL_KEYS
+fi
+
 "$PY" manage.py migrate --no-input -v 0
 "$PY" manage.py bootstrap_local --secrets-dir "$SECRETS"
 

@@ -1,4 +1,6 @@
-"""Shapes of the user API: requests are validated here, responses are read-only views of rows."""
+"""Shapes of the user API: requests are parsed here (JSON types, required and unknown fields,
+lengths); what they ask for is validated by `projects.services`. Responses are read-only views
+of rows."""
 
 from __future__ import annotations
 
@@ -6,17 +8,17 @@ import re
 import uuid
 from collections.abc import Mapping
 
-from django.conf import settings
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+import gitpolicy
 from nodes.models import Node
-from projects import validation
 from projects.models import Event, Job, Project
 from projects.redaction import readable
 from projects.selectors import active_job
+from projects.services import MAX_CLONE_DEPTH
 
 # The JSON type each kind of field takes. DRF would take 5 for "5" in a CharField, "5" or 5.0
 # for 5 in an IntegerField and "yes" or 1 for true in a BooleanField; the schema says otherwise.
@@ -96,18 +98,14 @@ class StrictSerializerSchema(OpenApiSerializerExtension):
         return {**schema, "additionalProperties": False}
 
 
-def url_policy() -> validation.UrlPolicy:
-    return validation.UrlPolicy(
-        allowed_schemes=frozenset(s.lower() for s in settings.GIT_ALLOWED_SCHEMES),
-        allow_private_hosts=settings.GIT_ALLOW_PRIVATE_HOSTS,
-    )
-
-
-def _checked(rule, *args):
+def canonical_uuid(text: str) -> uuid.UUID | None:
+    """The UUID `text` spells in its canonical form (lower-case 8-4-4-4-12), else None: braces,
+    `urn:uuid:`, upper case or missing hyphens name nothing, as in every URL of the API."""
     try:
-        return rule(*args)
-    except ValueError as exc:
-        raise serializers.ValidationError(str(exc)) from exc
+        value = uuid.UUID(text)
+    except ValueError:
+        return None
+    return value if str(value) == text else None
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -117,30 +115,30 @@ class NodeField(serializers.Field):
     def to_internal_value(self, data):
         if not isinstance(data, str) or not data or len(data) > 64:
             raise serializers.ValidationError("Give the node's name or id.")
-        value = data
-        try:
-            node = Node.objects.filter(pk=uuid.UUID(value)).first()
-        except ValueError:
-            node = Node.objects.filter(name=value).first()
+        node_id = canonical_uuid(data)
+        if node_id is not None:
+            node = Node.objects.filter(pk=node_id).first()
+        else:
+            node = Node.objects.filter(name=data).first()
         if node is None:
-            raise serializers.ValidationError(f"No node named {value!r}.")
+            raise serializers.ValidationError(f"No node named {data!r}.")
         return node
 
 
 class CloneRequestSerializer(StrictSerializer):
     name = serializers.CharField(
-        max_length=100,
+        max_length=gitpolicy.MAX_PROJECT_NAME_LENGTH,
         trim_whitespace=False,
         help_text="Project name: 1-100 of A-Z a-z 0-9 . _ -, starting with a letter or digit. "
         "The checkout lands at `{user_id}_{name}` under the node's projects root.",
     )
     git_url = serializers.CharField(
-        max_length=validation.MAX_URL_LENGTH,
+        max_length=gitpolicy.MAX_URL_LENGTH,
         trim_whitespace=False,
         help_text="Repository URL; schemes from GIT_ALLOWED_SCHEMES, no credentials.",
     )
     branch = serializers.CharField(
-        max_length=validation.MAX_BRANCH_LENGTH,
+        max_length=gitpolicy.MAX_BRANCH_LENGTH,
         trim_whitespace=False,
         help_text="Branch to check out (rules of `git check-ref-format --branch`).",
     )
@@ -149,18 +147,9 @@ class CloneRequestSerializer(StrictSerializer):
         required=False,
         allow_null=True,
         min_value=1,
-        max_value=1_000_000,
+        max_value=MAX_CLONE_DEPTH,
         help_text="Shallow clone with this many commits of history.",
     )
-
-    def validate_name(self, value: str) -> str:
-        return _checked(validation.validate_project_name, value)
-
-    def validate_git_url(self, value: str) -> str:
-        return _checked(validation.validate_git_url, value, url_policy())
-
-    def validate_branch(self, value: str) -> str:
-        return _checked(validation.validate_branch, value)
 
 
 class EmptyRequestSerializer(StrictSerializer):

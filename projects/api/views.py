@@ -1,9 +1,8 @@
-"""The user API. Views stay thin: validate, call a service or selector, serialize."""
+"""The user API. Views stay thin: parse, call a service or selector, serialize."""
 
 from __future__ import annotations
 
 import re
-import uuid
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
@@ -24,6 +23,7 @@ from projects.api.serializers import (
     EventSerializer,
     ProjectSerializer,
     ProjectStatusSerializer,
+    canonical_uuid,
 )
 from projects.models import Event, Job, Project, ProjectStatus
 
@@ -84,10 +84,8 @@ class ProjectListView(generics.ListAPIView):
 
 
 def _uuid_or_nothing(value: str) -> list:
-    try:
-        return [uuid.UUID(value)]
-    except ValueError:
-        return []
+    node_id = canonical_uuid(value)
+    return [node_id] if node_id is not None else []
 
 
 def _node_name_or_nothing(value: str) -> list[str]:
@@ -106,10 +104,11 @@ class ProjectDetailView(APIView):
 
     @extend_schema(
         request=None,
-        responses={202: AcceptedJobSerializer, **errors(404, 409, body=False)},
+        responses={202: AcceptedJobSerializer, **errors(404, 409)},
         summary="Queue the deletion of the project's checkout",
     )
     def delete(self, request: Request, project_id) -> Response:
+        _no_body(request)
         project = selectors.project_for(request.user, project_id)
         job = services.request_delete(
             project=project, actor=request.user, request_id=request._request.request_id

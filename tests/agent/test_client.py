@@ -6,9 +6,13 @@ make the wire fail; the answers come from the real server.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -113,8 +117,11 @@ def test_a_lease_carries_the_job_and_its_lease(control_plane, client, node, inst
     assert leased.job["target_path"] == accepted["project"]["target_path"]
     assert (leased.lease.attempt, leased.lease.renew_every_seconds) == (1, 1)
     assert leased.lease.token and leased.lease.expires_at
+    # LEASE_SECONDS is 6; the Date header's whole seconds make the local reading err early.
+    assert 3 < leased.lease.deadline - time.monotonic() <= 6
+    # The stored event keeps the instance; what the project's owner reads never shows it.
     [event] = control_plane.events_of(accepted["project"]["id"], "JobLeased")
-    assert event["data"]["instance_id"] == instance
+    assert "instance_id" not in event["data"]
 
 
 def test_the_same_request_id_gets_the_same_lease_back(control_plane, client, node, instance):
@@ -148,7 +155,8 @@ def test_renew_carries_progress_and_a_lost_lease_raises(control_plane, client, n
 
     with pytest.raises(LeaseLost):
         client.renew(job_id, lease_token=token)
-    assert answer["expires_at"]
+    assert answer.expires_at
+    assert 3 < answer.deadline - time.monotonic() <= 6
     [renewed] = control_plane.events_of(project_id, "JobLeaseRenewed")
     assert renewed["data"]["progress"] == {"phase": "receiving", "percent": 5}
 
@@ -282,3 +290,36 @@ def test_a_netrc_entry_never_replaces_the_agent_token(proxy, node, instance, tmp
     client = AgentClient(proxy.url, node.token)
 
     assert lease(client, instance) is None
+
+
+def test_a_lease_deadline_follows_the_servers_clock_not_the_local_one():
+    # A server whose clock is an hour ahead: its expires_at is 60 s after its own now.
+    server_now = datetime.now(UTC) + timedelta(hours=1)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            return format_datetime(server_now, usegmt=True)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"expires_at": (server_now + timedelta(seconds=60)).isoformat()})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = AgentClient(f"http://127.0.0.1:{server.server_address[1]}", "gfa_test")
+    try:
+        renewal = client.renew(str(uuid.uuid4()), lease_token="t" * 20)
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+
+    assert 57 < renewal.deadline - time.monotonic() <= 60

@@ -129,6 +129,29 @@ def test_a_git_protocol_server_that_never_answers_times_out(config, silent_serve
     assert_clean(config)
 
 
+def test_progress_lines_with_huge_numbers_fail_the_clone_fast_not_at_the_timeout(
+    config, upstream, http_git
+):
+    # The server sends ~2 MB of "Counting objects: 100% (<5000 digits>/1)": a stderr reader
+    # that died on the first one would leave git blocked on a full pipe until the timeout.
+    control = JobControl()
+    started = time.monotonic()
+
+    with pytest.raises(JobFailure) as raised:
+        run_job(
+            config, control, git_url=http_git.url("progress-bomb", upstream.name),
+            timeout_seconds=30,
+        )  # fmt: skip
+
+    elapsed = time.monotonic() - started
+    assert raised.value.code != "timeout"
+    assert "protocol error" in raised.value.message
+    assert elapsed < 10
+    assert control.progress() == {}
+    assert len(raised.value.message) <= 2000
+    assert_clean(config)
+
+
 def test_cancelling_a_job_kills_git_at_once_and_removes_the_partial_clone(config, silent_server):
     token = uuid.uuid4().hex
     control = JobControl()

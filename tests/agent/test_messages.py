@@ -49,6 +49,44 @@ def test_other_lines_are_not_progress(line):
     assert parse_progress(line) is None
 
 
+HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"remote: Counting objects: 100% ({HUGE}/1)",
+        f"Receiving objects:  42% (1/{HUGE})",
+        "Receiving objects:  42% (1234567890123456789/1)",
+        "A" * 100_000 + ": 50% (1/2)",
+        "Receiving objects:" + " " * 100_000 + "50% (1/2)",
+    ],
+    ids=["huge-done", "huge-total", "19-digits", "long-phase", "long-padding"],
+)
+def test_hostile_progress_lines_are_not_progress_and_do_not_raise(line):
+    assert parse_progress(line) is None
+
+
+@pytest.mark.parametrize(
+    "amount", [HUGE, f"1.{HUGE}", f"{HUGE}.5"], ids=["huge", "long-fraction", "huge-integer-part"]
+)
+def test_a_hostile_amount_is_left_out_of_the_progress(amount):
+    line = f"Receiving objects:  42% (420/1000), {amount} MiB | 1.00 MiB/s"
+
+    assert parse_progress(line) == Progress("receiving", 42, 420, None)
+
+
+def test_progress_numbers_stay_within_what_the_server_stores():
+    progress = parse_progress(
+        "Receiving objects: 100% (999999999999999999/999999999999999999), "
+        "999999999999999999.999999 TiB | 1 MiB/s"
+    )
+
+    assert progress is not None
+    assert progress.objects == 999_999_999_999_999_999
+    assert progress.bytes == 2**63 - 1
+
+
 @pytest.mark.parametrize(
     ("stderr", "code", "retryable"),
     [

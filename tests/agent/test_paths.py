@@ -14,8 +14,8 @@ from agent.paths import (
     remove_tree,
     target_path,
     tree_size,
-    validate_target_name,
 )
+from gitpolicy import validate_target_name
 from tests.support.jobs import make_deep_folders, snapshot
 
 # Deeper than Python's recursion limit (1000), and `d/` 2,100 times is past PATH_MAX (4096).

@@ -111,7 +111,7 @@ def test_a_leased_clone_is_run_and_reported(
     assert status["local_path"] == str(running.projects / project["target_path"])
     assert (running.projects / project["target_path"] / "README.md").read_text() == "hello\n"
     [leased] = control_plane.events_of(project["id"], "JobLeased")
-    assert leased["data"]["instance_id"] == running.agent.instance_id
+    assert "instance_id" not in leased["data"]  # the owner never reads the agent's instance
     [heartbeat, *_] = proxy.calls_to("heartbeat")
     assert heartbeat.body["instance_id"] == running.agent.instance_id
     assert {call.body["instance_id"] for call in proxy.calls_to("lease")} == {
@@ -125,8 +125,8 @@ def test_a_leased_clone_is_run_and_reported(
 @pytest.mark.parametrize(
     ("stricter", "reason"),
     [
-        ({"AGENT_GIT_ALLOWED_SCHEMES": "git"}, "scheme"),
-        ({"AGENT_GIT_ALLOW_PRIVATE_HOSTS": "false"}, "private"),
+        ({"AGENT_GIT_ALLOWED_SCHEMES": "git"}, "Scheme 'http' is not allowed"),
+        ({"AGENT_GIT_ALLOW_PRIVATE_HOSTS": "false"}, "non-public hosts are not allowed"),
     ],
 )
 def test_a_job_the_agent_refuses_fails_invalid_job_without_running_git(
@@ -205,6 +205,72 @@ def test_a_running_job_rides_out_a_server_that_is_down_for_a_while(
         assert {"renew_failed", "heartbeat_failed"} <= failed
         assert "JobLeaseExpired" not in control_plane.event_types(project["id"])
         assert [call.status for call in proxy.calls_to("complete")] == [200]
+    finally:
+        gate.stop()
+
+
+def test_renewals_ride_out_5xx_a_dropped_answer_and_a_4xx_other_than_409(
+    control_plane, proxy, node, start_agent, upstream, git_daemon
+):
+    gate = start_gated_relay(git_daemon.port)
+    try:
+        project = control_plane.clone(node, gate.url(upstream.name))["project"]
+        proxy.fail("/renew", 503, 400)
+        proxy.drop_response("/renew")  # the server renews; the agent never hears of it
+        start_agent()
+        gate.wait_for_connections(1)
+        proxy.wait_for(lambda: [call.status for call in proxy.calls_to("renew")][3:] == [200])
+
+        gate.open()
+        status = wait_until_done(control_plane, project["id"])
+
+        assert (status["status"], status["commit"]) == ("ready", upstream.head())
+        assert [call.status for call in proxy.calls_to("renew")][:4] == [503, 400, None, 200]
+        assert "JobLeaseExpired" not in control_plane.event_types(project["id"])
+        assert len(control_plane.events_of(project["id"], "JobLeased")) == 1
+    finally:
+        gate.stop()
+
+
+def test_renewals_failing_until_the_lease_expires_stop_the_job_at_its_expiry(
+    control_plane, proxy, node, start_agent, upstream, git_daemon, caplog
+):
+    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
+    gate = start_gated_relay(git_daemon.port)
+    try:
+        url = gate.url(upstream.name)
+        project = control_plane.clone(node, url)["project"]
+        proxy.fail_until_cleared("/renew", 503)
+        running = start_agent()
+        gate.wait_for_connections(1)  # the clone hangs at the gate; its lease (6 s) runs out
+
+        def logged(event: str) -> logging.LogRecord | None:
+            return next((r for r in caplog.records if r.getMessage() == event), None)
+
+        proxy.wait_for(lambda: logged("job_lease_expired"), timeout=15)
+        [leased] = control_plane.events_of(project["id"], "JobLeased")
+        stopped = proxy.wait_for(lambda: logged("job_stopped"))
+        started, expired = logged("job_started"), logged("job_lease_expired")
+
+        assert 3 < expired.created - started.created < 7.5
+        assert (stopped.fields["attempt"], stopped.fields["reason"]) == (1, "lease_expired")
+        renewals = proxy.calls_to("renew")
+        assert len(renewals) >= 3 and {call.status for call in renewals} == {503}
+        assert proxy.calls_to("complete") == []
+        deadline = time.monotonic() + 5
+        while git_processes_mentioning(url) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert git_processes_mentioning(url) == []
+
+        proxy.clear()
+        gate.open(waiting=False)
+        status = wait_until_done(control_plane, project["id"], timeout=40)
+        assert (status["status"], status["commit"]) == ("ready", upstream.head())
+        assert leased["data"]["attempt"] == 1
+        assert [
+            e["data"]["attempt"] for e in control_plane.events_of(project["id"], "JobLeased")
+        ] == [1, 2]
+        assert running.stop() == 0
     finally:
         gate.stop()
 

@@ -1,4 +1,9 @@
-"""Every job field is checked again on the agent: URLs, hosts, branches, ids, numbers."""
+"""Every job field is checked again on the agent before git runs.
+
+URLs, hosts, branches and the target folder go through `gitpolicy`, and are run here against
+the same table of cases as the server (`tests.support.policy_cases`): a job the server would
+have refused fails with `invalid_job` naming the field. Ids and numbers are the agent's own.
+"""
 
 from __future__ import annotations
 
@@ -8,162 +13,174 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.validation import (
-    InvalidJob,
-    check_resolved_host,
-    parse_job,
-    validate_branch,
-    validate_git_url,
-)
+from agent.validation import InvalidJob, parse_job
+from gitpolicy import PRIVATE_REFUSED, UrlPolicy, check_resolved_host, parse_git_url
 from tests.support.gitservers import TEST_GIT_ENV
 from tests.support.jobs import job_data
-
-ALL_SCHEMES = ("https", "ssh", "http", "git", "file")
-
-
-def check_url(url, *, schemes=ALL_SCHEMES, private=False):
-    return validate_git_url(url, allowed_schemes=schemes, allow_private_hosts=private)
-
-
-@pytest.mark.parametrize(
-    ("url", "scheme", "host"),
-    [
-        ("https://github.com/org/repo.git", "https", "github.com"),
-        ("https://GitHub.com:443/org/repo", "https", "github.com"),
-        ("http://example.com/repo.git", "http", "example.com"),
-        ("git://example.com/repo.git", "git", "example.com"),
-        ("ssh://git@example.com/org/repo.git", "ssh", "example.com"),
-        ("ssh://example.com:2222/repo.git", "ssh", "example.com"),
-        ("git@github.com:org/repo.git", "ssh", "github.com"),
-        ("example.com:org/repo.git", "ssh", "example.com"),
-        ("git@[2606:4700::1]:repo.git", "ssh", "2606:4700::1"),
-        ("https://[2606:4700::1]/repo.git", "https", "2606:4700::1"),
-        ("https://8.8.8.8/repo.git", "https", "8.8.8.8"),
-        ("file:///srv/git/repo.git", "file", ""),
-    ],
+from tests.support.policy_cases import (
+    OPEN,
+    OPT_IN_SCHEME_URLS,
+    PRIVATE_URLS,
+    REFUSED_BRANCHES,
+    REFUSED_PROJECT_NAMES,
+    REFUSED_URLS,
+    REVIEW_FINDING_URLS,
+    STRICT,
+    VALID_BRANCHES,
+    VALID_PROJECT_NAMES,
+    VALID_URLS,
 )
-def test_good_urls_pass(url, scheme, host):
-    parsed = check_url(url)
 
-    assert (parsed.scheme, parsed.host) == (scheme, host)
+POLICIES = pytest.mark.parametrize("policy", [STRICT, OPEN], ids=["strict", "open"])
+
+
+def parse(policy: UrlPolicy, **overrides):
+    return parse_job(
+        job_data(**overrides),
+        allowed_schemes=policy.allowed_schemes,
+        allow_private_hosts=policy.allow_private_hosts,
+    )
+
+
+def refusal(policy: UrlPolicy, **overrides) -> InvalidJob:
+    with pytest.raises(InvalidJob) as raised:
+        parse(policy, **overrides)
+    return raised.value
+
+
+# --- Git URLs: the shared table ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", VALID_URLS)
+@POLICIES
+def test_valid_url_is_accepted(url, policy):
+    assert parse(policy, git_url=url).git_url == url
+
+
+@pytest.mark.parametrize(("url", "reason"), REFUSED_URLS)
+@POLICIES
+def test_refused_url_fails_the_job_naming_git_url(url, reason, policy):
+    refused = refusal(policy, git_url=url)
+
+    assert refused.field == "git_url"
+    assert reason in refused.reason
+
+
+@pytest.mark.parametrize("url", PRIVATE_URLS)
+def test_private_host_is_refused_unless_the_node_allows_it(url):
+    refused = refusal(STRICT, git_url=url)
+
+    assert (refused.field, refused.reason) == ("git_url", PRIVATE_REFUSED)
+    assert parse(OPEN, git_url=url).git_url == url
+
+
+@pytest.mark.parametrize("url", OPT_IN_SCHEME_URLS)
+def test_scheme_outside_the_nodes_list_is_refused(url):
+    assert "is not allowed; use one of: https, ssh" in refusal(STRICT, git_url=url).reason
+    assert parse(OPEN, git_url=url).git_url == url
+
+
+@pytest.mark.parametrize(("url", "reason"), REVIEW_FINDING_URLS)
+def test_what_the_review_found_the_agent_accepting_is_refused(url, reason):
+    refused = refusal(STRICT, git_url=url)
+
+    assert refused.field == "git_url"
+    assert reason in refused.reason
+
+
+def test_every_review_finding_is_also_a_case_of_the_shared_tables():
+    tables = set(REFUSED_URLS) | {(url, "not allowed on this server") for url in PRIVATE_URLS}
+
+    assert set(REVIEW_FINDING_URLS) <= tables
+
+
+@pytest.mark.parametrize("url", [None, 5, ["https://example.com/r.git"], {"url": "x"}])
+def test_a_url_that_is_not_a_string_is_refused(url):
+    assert refusal(STRICT, git_url=url).field == "git_url"
+
+
+# --- Branches and target folders: the shared tables --------------------------------------------
+
+
+@pytest.mark.parametrize("branch", VALID_BRANCHES)
+def test_valid_branch_is_accepted(branch):
+    assert parse(STRICT, branch=branch).branch == branch
+
+
+@pytest.mark.parametrize(("branch", "reason"), REFUSED_BRANCHES)
+def test_refused_branch_fails_the_job_naming_branch(branch, reason):
+    refused = refusal(STRICT, branch=branch)
+
+    assert refused.field == "branch"
+    assert reason in refused.reason
+
+
+@pytest.mark.parametrize("name", VALID_PROJECT_NAMES)
+def test_the_folder_of_a_valid_project_name_is_accepted(name):
+    assert parse(STRICT, target_path=f"42_{name}").target_path == f"42_{name}"
+
+
+@pytest.mark.parametrize(("name", "reason"), REFUSED_PROJECT_NAMES)
+def test_the_folder_of_a_refused_project_name_fails_the_job(name, reason):
+    assert refusal(STRICT, target_path=f"42_{name}").field == "target_path"
+
+
+# --- What only the agent does: file URLs, resolution --------------------------------------------
+
+WITH_FILE = UrlPolicy(allowed_schemes=frozenset({"https", "file"}), allow_private_hosts=False)
+SSH_AND_FILE = UrlPolicy(
+    allowed_schemes=frozenset({"https", "ssh", "file"}), allow_private_hosts=False
+)
+
+
+def test_a_file_url_is_accepted_only_where_the_node_allows_file():
+    assert (
+        parse(WITH_FILE, git_url="file:///srv/git/repo.git").git_url == "file:///srv/git/repo.git"
+    )
+    assert "Scheme 'file' is not allowed" in refusal(STRICT, git_url="file:///srv/r.git").reason
 
 
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
-        ("", "non-empty"),
-        (None, "non-empty"),
-        ("-uhttps://example.com/repo", "start with '-'"),
-        ("--upload-pack=touch /tmp/x", "start with '-'"),
-        ("https://example.com/re po", "whitespace"),
-        ("https://example.com/repo\n", "whitespace"),
-        ("https://example.com/repo\x00", "control"),
-        ("https://example.com/\u200brepo", "control"),
-        ("ext::sh -c touch% /tmp/pwned", "whitespace"),
-        ("ext::sh", "remote-helper"),
-        ("fd::17", "remote-helper"),
-        ("https://user:secret@example.com/repo.git", "credentials"),
-        ("https://ghp_abcdefghijklmnop@github.com/org/repo.git", "token"),
-        ("https://oauth2@gitlab.com/org/repo.git", "token"),
-        ("ssh://git:pw@example.com/repo.git", "credentials"),
-        ("ssh://-oProxyCommand=x@example.com/repo", "'-'"),
-        ("-oProxyCommand=x@example.com:repo", "'-'"),
-        ("ssh://-oProxyCommand=x/repo", "'-'"),
-        ("ftp://example.com/repo.git", "scheme 'ftp'"),
-        ("svn://example.com/repo", "scheme 'svn'"),
-        ("https://", "host"),
-        ("https:///repo.git", "host"),
-        ("https://example.com", "path"),
-        ("https://example.com/", "path"),
-        ("https://example.com:99999/repo", "valid URL"),
-        ("git@example.com:", "path"),
-        ("/srv/git/repo.git", "must be a URL"),
-        ("./repo", "must be a URL"),
-        ("file://otherhost/srv/repo.git", "host"),
-        ("https://" + "a" * 2050 + ".com/r", "longer than"),
+        ("file://otherhost/srv/repo.git", "may not name a host"),
+        ("file://localhost/srv/repo.git", "may not name a host"),
+        ("file:///srv/../etc/repo.git", "'.' or '..' segments"),
+        ("file:///srv/repo.git?x=1", "query string"),
+        ("file:///", "no repository path"),
+        ("FILE:///srv/repo.git", "lower case"),
     ],
 )
-def test_bad_urls_are_refused(url, reason):
-    with pytest.raises(ValueError) as raised:
-        check_url(url)
-
-    assert reason in str(raised.value)
+def test_a_bad_file_url_is_refused(url, reason):
+    assert reason in refusal(WITH_FILE, git_url=url).reason
 
 
 @pytest.mark.parametrize(
-    ("url", "allowed"),
+    ("url", "scheme", "host", "port"),
     [
-        ("https://example.com/r.git", ("ssh",)),
-        ("git@example.com:r.git", ("https",)),
-        ("file:///srv/r.git", ("https", "ssh")),
-        ("git://example.com/r.git", ("https", "ssh", "http")),
+        ("https://GitHub.com:443/org/repo", "https", "github.com", 443),
+        ("https://github.com./org/repo", "https", "github.com", None),
+        ("ssh://git@example.com:2222/repo.git", "ssh", "example.com", 2222),
+        ("git@github.com:org/repo.git", "ssh", "github.com", None),
+        ("git@[2606:4700::1]:repo.git", "ssh", "2606:4700::1", None),
+        ("https://[2606:4700::1]:8443/repo.git", "https", "2606:4700::1", 8443),
+        ("file:///srv/git/repo.git", "file", "", None),
     ],
 )
-def test_schemes_outside_the_allowed_set_are_refused(url, allowed):
-    with pytest.raises(ValueError, match="not allowed"):
-        check_url(url, schemes=allowed)
+def test_the_host_the_agent_resolves_is_the_bare_lower_case_name(url, scheme, host, port):
+    parsed = parse_git_url(url, SSH_AND_FILE)
 
-
-# "0.0.0.0" is a host to refuse here, not an address to bind.
-PRIVATE_HOSTS = [
-    "127.0.0.1", "127.1", "2130706433", "0x7f.0.0.1", "017700000001", "0.0.0.0", "localhost",  # noqa: S104
-    "LOCALHOST.", "api.localhost", "10.0.0.5", "172.16.3.4", "192.168.1.1", "100.64.0.1",
-    "[::1]", "[::]", "[fc00::1]", "[::ffff:127.0.0.1]", "[::ffff:10.0.0.1]",
-]  # fmt: skip
-ALWAYS_REFUSED_HOSTS = [
-    "169.254.169.254", "169.254.0.1", "[fe80::1]", "[fe80::1%25eth0]", "[fd00:ec2::254]",
-    "[::ffff:169.254.169.254]", "metadata.google.internal", "Metadata.Google.Internal.",
-    "224.0.0.1",
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("host", PRIVATE_HOSTS)
-def test_private_hosts_are_refused_unless_allowed(host):
-    url = f"https://{host}/repo.git"
-
-    with pytest.raises(ValueError, match=r"private|loopback"):
-        check_url(url)
-    assert check_url(url, private=True).scheme == "https"
-
-
-@pytest.mark.parametrize("host", ALWAYS_REFUSED_HOSTS)
-def test_link_local_and_metadata_hosts_are_always_refused(host):
-    for url in (f"https://{host}/repo.git", f"git@{host}:repo.git"):
-        with pytest.raises(ValueError):
-            check_url(url, private=True)
+    assert (parsed.scheme, parsed.host, parsed.port) == (scheme, host, port)
 
 
 def test_a_name_that_resolves_to_loopback_is_refused_after_resolution():
-    with pytest.raises(ValueError, match="private"):
-        check_resolved_host("localhost", 443, allow_private_hosts=False)
-    check_resolved_host("localhost", 443, allow_private_hosts=True)
-    check_resolved_host("does-not-resolve.invalid", 443, allow_private_hosts=False)
+    with pytest.raises(ValueError, match=r"localhost resolves to (127\.0\.0\.1|::1)\. Loopback"):
+        check_resolved_host("localhost", 443, STRICT)
+    check_resolved_host("localhost", 443, OPEN)
+    check_resolved_host("does-not-resolve.invalid", 443, STRICT)
 
 
-GOOD_BRANCHES = [
-    "main", "feature/x", "release-1.2", "a.b", "v1", "HEAD-1", "@x", "x@y", "ü-branch",
-    "a/b/c", "fix_#12", "x{y}", "a" * 255,
-]  # fmt: skip
-BAD_BRANCHES = [
-    "", None, 5, "-x", "--force", "HEAD", "@", "a..b", "a b", "a\tb", "a\nb", "a~1", "a^",
-    "a:b", "a?", "a*", "a[b", "a\\b", "/a", "a/", "a//b", "a.", ".a", "a/.b", "a.lock",
-    "a/b.lock/c", "a@{1}", "@{-1}", "a\x7f", "a\x00", "a" * 256,
-]  # fmt: skip
-
-
-# Outside a repository git checks these literally; inside one `@` means HEAD.
-STRICTER_THAN_GIT = ("HEAD", "@", "a" * 256)
-
-
-@pytest.mark.parametrize("name", GOOD_BRANCHES)
-def test_good_branch_names_pass(name):
-    assert validate_branch(name) == name
-
-
-@pytest.mark.parametrize("name", BAD_BRANCHES)
-def test_bad_branch_names_are_refused(name):
-    with pytest.raises(ValueError):
-        validate_branch(name)
+# --- Branches against git itself --------------------------------------------------------------
 
 
 def git_accepts_branch(name: str) -> bool:
@@ -174,19 +191,7 @@ def git_accepts_branch(name: str) -> bool:
     return completed.returncode == 0
 
 
-@pytest.mark.parametrize("name", [n for n in GOOD_BRANCHES + BAD_BRANCHES if isinstance(n, str)])
-def test_the_tables_agree_with_git_check_ref_format(name):
-    ours = True
-    try:
-        validate_branch(name)
-    except ValueError:
-        ours = False
-    # Ours is stricter on purpose only for names a repository reads as HEAD, and for length.
-    if name not in STRICTER_THAN_GIT and "\x00" not in name:
-        assert ours == git_accepts_branch(name)
-
-
-# Printable ASCII without the space: where ours and git must agree exactly.
+# Printable ASCII without the space, and pieces that meet git's rules at their edges.
 branch_text = st.text(
     alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=24
 )
@@ -199,14 +204,15 @@ branch_like = st.lists(
 
 @settings(max_examples=150, deadline=None)
 @given(st.one_of(branch_text, branch_like))
-def test_validate_branch_matches_git_on_printable_names(name):
+def test_every_branch_the_agent_accepts_git_accepts(name):
     try:
-        validate_branch(name)
-        ours = True
-    except ValueError:
-        ours = False
-    if name not in STRICTER_THAN_GIT:
-        assert ours == git_accepts_branch(name)
+        parse(STRICT, branch=name)
+    except InvalidJob:
+        return
+    assert git_accepts_branch(name), f"{name!r} passes the policy but not git check-ref-format"
+
+
+# --- Ids and numbers ---------------------------------------------------------------------------
 
 
 def test_parse_job_returns_a_job_with_canonical_ids():

@@ -11,7 +11,10 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVER_MODULES = {"django", "rest_framework", "agent", "projects", "nodes", "core", "config"}
+SERVER_MODULES = {
+    "django", "rest_framework", "agent", "gitpolicy", "projects", "nodes", "credentials",
+    "accounts", "core", "config",
+}  # fmt: skip
 
 
 def test_pyproject_installs_the_command_with_requests_as_its_only_dependency():

@@ -1,7 +1,7 @@
 """What bad input gets through the real API: a JSON 4xx naming the field and why, and no
 side effect (no Event, Project or Job row).
 
-The URL, branch and name tables are the ones `test_validation_rules.py` checks unit by unit.
+The URL, branch and name tables are the shared ones in `tests.support.policy_cases`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from contextlib import contextmanager
 import pytest
 
 from projects.models import Event, Job, Project
-from tests.server.test_validation_rules import (
+from tests.support.api import clone_body, event_types
+from tests.support.policy_cases import (
     OPT_IN_SCHEME_URLS,
     PRIVATE_URLS,
     REFUSED_BRANCHES,
@@ -22,7 +23,6 @@ from tests.server.test_validation_rules import (
     VALID_PROJECT_NAMES,
     VALID_URLS,
 )
-from tests.support.api import clone_body, event_types
 
 pytestmark = pytest.mark.django_db
 

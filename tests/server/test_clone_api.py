@@ -3,7 +3,12 @@
 import pytest
 
 from projects.models import Event, Job, Project
-from tests.support.api import assert_projections_match_log, clone_body, event_types
+from tests.support.api import (
+    assert_projections_match_log,
+    clone_body,
+    event_types,
+    other_uuid_spellings,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +90,12 @@ def test_unknown_node_answers_400_naming_the_field(api, node):
 
     assert response.status_code == 400
     assert response.json()["fields"] == {"node": ["No node named 'nope'."]}
+
+
+def test_node_id_spelled_other_than_canonically_is_an_unknown_node(api, node):
+    for spelling in other_uuid_spellings(node.pk):
+        response = api.post("/api/v1/projects/clone", clone_body(node=spelling), format="json")
+
+        assert response.status_code == 400, (spelling, response.content)
+        assert response.json()["fields"] == {"node": [f"No node named {spelling!r}."]}
+    assert Project.objects.count() == 0 and Event.objects.count() == 0

@@ -92,6 +92,26 @@ def test_delete_supersedes_queued_pulls_then_deleted_when_the_node_reports(api, 
     assert_projections_match_log()
 
 
+@pytest.mark.parametrize("body", [{"status": "ready"}, {"force": True, "node": "node-2"}])
+def test_delete_with_a_body_that_tries_to_set_something_answers_400(api, project, body):
+    events_before = Event.objects.count()
+
+    response = api.delete(f"/api/v1/projects/{project['id']}", body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert set(response.json()["fields"]) == set(body)
+    assert all(
+        r == ["Unknown field; it cannot be set."] for r in response.json()["fields"].values()
+    )
+    assert Event.objects.count() == events_before
+
+
+def test_delete_with_an_empty_json_object_is_accepted(api, project):
+    response = api.delete(f"/api/v1/projects/{project['id']}", {}, format="json")
+
+    assert response.status_code == 202, response.content
+
+
 def test_a_deleted_name_can_be_used_again(api, ready, session):
     api.delete(f"/api/v1/projects/{ready['id']}")
     lease = session.lease().json()

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from projects.models import Event, Job, Project
-from tests.support.api import clone_body
+from tests.support.api import clone_body, other_uuid_spellings
 
 pytestmark = pytest.mark.django_db
 
@@ -191,6 +191,11 @@ def test_node_filter_by_name_and_by_id(world):
 @pytest.mark.parametrize("value", ["nope", str(uuid.uuid4()), "' OR 1=1 --"])
 def test_node_filter_for_no_such_node_lists_nothing(world, value):
     assert names(world["alice"].get("/api/v1/projects/", {"node": value})) == []
+
+
+def test_node_filter_by_an_id_spelled_other_than_canonically_lists_nothing(world):
+    for spelling in other_uuid_spellings(world["node_2"].pk):
+        assert names(world["alice"].get("/api/v1/projects/", {"node": spelling})) == [], spelling
 
 
 def test_node_filter_never_widens_what_one_sees(world):

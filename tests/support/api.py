@@ -35,6 +35,18 @@ def clone_body(**overrides) -> dict:
     return body
 
 
+def other_uuid_spellings(value: uuid.UUID) -> list[str]:
+    """Forms `uuid.UUID` reads besides the canonical lower-case 8-4-4-4-12 one."""
+    text = str(value)
+    return [
+        f"{{{text}}}",
+        f"urn:uuid:{text}",
+        text.upper(),
+        text.replace("-", ""),
+        f"{{{text.upper()}}}",
+    ]
+
+
 def assert_projections_match_log() -> None:
     """Replay == stored for every project, as `rebuild_projections --check` would say."""
     drifts = [str(d) for r in projection.replay_all() for d in projection.diff(r)]

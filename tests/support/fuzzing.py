@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import schemathesis
+from cryptography.fernet import Fernet
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -22,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from credentials.validation import KNOWN_HOSTS_MAX_BYTES, SSH_KEY_MAX_BYTES
 from tests.support.servers import ServerSite
 
 # Examples generated per operation and identity in the fuzzing phase. The coverage phase adds
@@ -39,6 +41,8 @@ FUZZ_SERVER = {
     "NODE_ONLINE_WINDOW": "3600",
     "NODE_PRESENCE_WRITE_SECONDS": "0",
     "RETRY_BACKOFF_SECONDS": "0",
+    # Without a key, storing a credential answers 503, which the fuzz counts as a server error.
+    "CREDENTIAL_KEYS": Fernet.generate_key().decode(),
 }
 
 # A lease token the generator may put in a renew, complete or release body: the test swaps it,
@@ -53,6 +57,16 @@ ACCEPTABLE_CLONE = {
     "branch": "main",
     "node": "node-1",
 }
+
+# A git credential the fuzz server accepts, and a secret to rotate one to; random strings
+# almost never pass the token and host checks.
+ACCEPTABLE_CREDENTIAL = {
+    "name": "fuzz-credential",
+    "kind": "https-token",
+    "host": "git.example.com",
+    "secret": "fuzz-token-0123456789abcdef",
+}
+ACCEPTABLE_SECRET = {"secret": "fuzz-token-rotated-0123456789"}
 
 FUZZ_CONFIG = schemathesis.Config.from_dict(
     {
@@ -123,7 +137,26 @@ def steer_body(body: Any) -> st.SearchStrategy:
         return st.sampled_from([body, {**body, "lease_token": LIVE_LEASE}])
     if _fits(body, {"name": 100, "git_url": 2048, "branch": 255, "node": 64}):
         return st.sampled_from([body, {**body, **ACCEPTABLE_CLONE}])
+    if _is_credential(body):
+        optional = {name: "" for name in ("username", "known_hosts") if name in body}
+        return st.sampled_from([body, {**body, **ACCEPTABLE_CREDENTIAL, **optional}])
+    if set(body) == {"secret"} and _fits(body, {"secret": SSH_KEY_MAX_BYTES}):
+        return st.sampled_from([body, ACCEPTABLE_SECRET])
     return st.just(body)
+
+
+def _is_credential(body: dict) -> bool:
+    """A schema-valid credential body (only its own fields, every one a string within its
+    bounds), so that steering it never turns a deliberately invalid body into a valid one."""
+    fields = {"name", "kind", "host", "username", "secret", "known_hosts"}
+    return (
+        set(body) <= fields
+        and all(isinstance(value, str) for value in body.values())
+        and body.get("kind") in ("https-token", "ssh-key")
+        and len(body.get("username", "")) <= 100
+        and len(body.get("known_hosts", "")) <= KNOWN_HOSTS_MAX_BYTES
+        and _fits(body, {"name": 64, "host": 260, "secret": SSH_KEY_MAX_BYTES})
+    )
 
 
 def _fits(body: dict, max_lengths: dict[str, int]) -> bool:
@@ -184,11 +217,17 @@ def seed_site(site: ServerSite, url: str, seeded: Seeded) -> None:
     spare = _clone(person, "fuzz-live")
     agent.complete(agent.lease(), {"outcome": "succeeded", "result": _RESULT})
 
+    credential = person.post(
+        "/api/v1/credentials/", json={**ACCEPTABLE_CREDENTIAL, "name": "seeded"}
+    )
+    assert credential.status_code == 201, credential.text
+
     nodes = person.get("/api/v1/nodes/").json()["results"]
     seeded.ids = {
         "project_id": [ready["project"]["id"], failed["project"]["id"]],
         "job_id": [ready["job"]["id"], failed["job"]["id"], running["job"]["id"]],
         "node_id": [node["id"] for node in nodes],
+        "credential_id": [credential.json()["id"]],
     }
     seeded.live = LiveLeases(person, agent.http, spare["project"]["id"])
 

@@ -184,7 +184,8 @@ def start_git_daemon(base_path: Path) -> GitDaemon:
 
 @dataclass
 class HttpGitServer:
-    """`git http-backend` over HTTP. Paths: /git/<repo>, /redirect/<repo>, /auth/<repo>, /hang/<x>."""
+    """`git http-backend` over HTTP. Paths: /git/<repo>, /redirect/<repo>, /auth/<repo>, /hang/<x>,
+    and /progress-bomb/<repo>, whose fetches get only hostile progress lines."""
 
     base_url: str
     server: ThreadingHTTPServer
@@ -230,12 +231,27 @@ def start_http_git_server(base_path: Path) -> HttpGitServer:
                 self.send_header("WWW-Authenticate", 'Basic realm="git"')
                 self.end_headers()
                 return
-            if mode != "git":
+            if mode == "progress-bomb" and self.command == "POST":
+                self._progress_bomb()
+                return
+            if mode not in ("git", "progress-bomb"):
                 self.send_error(404)
                 return
-            self._http_backend("/" + rest, query)
+            self._http_backend("/" + rest, query, v0_only=mode == "progress-bomb")
 
-        def _http_backend(self, path_info: str, query: str) -> None:
+        def _progress_bomb(self) -> None:
+            # A fetch answered with nothing but progress lines whose counts have 5,000 digits,
+            # far more of them than a pipe holds, then the end of the connection.
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-git-upload-pack-result")
+            self.end_headers()
+            line = b"\x02Counting objects: 100% (" + b"9" * 5000 + b"/1)\r"
+            bomb = _pkt_line(b"NAK\n") + _pkt_line(line) * 400
+            with contextlib.suppress(OSError):
+                self.wfile.write(bomb)
+
+        def _http_backend(self, path_info: str, query: str, v0_only: bool = False) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             env = {
@@ -247,7 +263,7 @@ def start_http_git_server(base_path: Path) -> HttpGitServer:
                 "REQUEST_METHOD": self.command,
                 "CONTENT_TYPE": self.headers.get("Content-Type", ""),
                 "CONTENT_LENGTH": str(length),
-                "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+                "GIT_PROTOCOL": "" if v0_only else self.headers.get("Git-Protocol", ""),
                 "REMOTE_ADDR": "127.0.0.1",
             }
             completed = subprocess.run(
@@ -274,6 +290,10 @@ def start_http_git_server(base_path: Path) -> HttpGitServer:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     host, port = server.server_address[:2]
     return HttpGitServer(base_url=f"http://{host}:{port}", server=server, release_hung=release)
+
+
+def _pkt_line(data: bytes) -> bytes:
+    return f"{len(data) + 4:04x}".encode() + data
 
 
 @dataclass
