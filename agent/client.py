@@ -134,14 +134,17 @@ class AgentClient:
         disk_free_bytes: int,
         running_jobs: Sequence[str],
         agent_version: str = __version__,
+        tool_versions: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Say this instance is alive; returns the server's timing hints."""
+        """Say this instance is alive; returns the server's timing hints. `tool_versions`
+        carries `git_version` and `git_lfs_version`."""
         body = {
             "instance_id": instance_id,
             "agent_version": agent_version,
             "hostname": hostname,
             "disk_free_bytes": disk_free_bytes,
             "running_jobs": list(running_jobs),
+            **(tool_versions or {}),
         }
         return self._post("/heartbeat", body) or {}
 

@@ -33,6 +33,8 @@ class AgentConfig:
     git_allowed_schemes: tuple[str, ...] = ("https", "ssh")
     git_allow_private_hosts: bool = False
     git_credential_helper: str = ""
+    # Symlinks are checked out as symlinks, like git; false stores them as files of link text.
+    git_symlinks: bool = True
     concurrency: int = 2
     git_timeout: int = 3600
     lease_wait: int = 25
@@ -57,6 +59,7 @@ class AgentConfig:
             git_allowed_schemes=_schemes(env),
             git_allow_private_hosts=_bool(env, "AGENT_GIT_ALLOW_PRIVATE_HOSTS", False),
             git_credential_helper=_credential_helper(env),
+            git_symlinks=_bool(env, "AGENT_GIT_SYMLINKS", True),
             concurrency=_int(env, "AGENT_CONCURRENCY", 2, low=1, high=64),
             git_timeout=_int(env, "AGENT_GIT_TIMEOUT", 3600, low=1),
             lease_wait=_int(env, "AGENT_LEASE_WAIT", 25, low=0, high=MAX_LEASE_WAIT),

@@ -25,9 +25,14 @@ ERROR_CODES = frozenset(
         "unsafe_path",
         "git_error",
         "internal_error",
+        "ref_not_found",
+        "lfs_unavailable",
+        "lfs_url_refused",
+        "lfs_incomplete",
+        "submodule_refused",
     }
 )
-RETRYABLE_CODES = frozenset({"timeout", "network_error", "internal_error"})
+RETRYABLE_CODES = frozenset({"timeout", "network_error", "internal_error", "lfs_incomplete"})
 
 
 class JobFailure(Exception):

@@ -6,8 +6,10 @@ redirects, submodule recursion, credential helpers and ssh commands from reposit
 the system and global git config. `HOME` is kept on purpose so that the node's own SSH keys
 (`~/.ssh`) and `~/.netrc` keep working for private repositories; the global `~/.gitconfig` is
 still ignored, so a credential helper has to be named in AGENT_GIT_CREDENTIAL_HELPER.
-Symlinks are checked out as plain files holding the link text (`core.symlinks=false`), so no
-checkout can lead a process on the node outside the projects root.
+Symlinks are checked out as symlinks, as git does (`AGENT_GIT_SYMLINKS=false` stores them as
+plain files holding the link text); the agent itself never follows one. Git LFS smudging is
+always skipped (`GIT_LFS_SKIP_SMUDGE`): `agent.lfs` downloads LFS objects itself, under the URL
+policy, and only the agent's own `-c` settings name the LFS filter.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def git_environment(config: AgentConfig) -> dict[str, str]:
             "GIT_PROXY_COMMAND": "",
             "GIT_OPTIONAL_LOCKS": "0",
             "GIT_NO_REPLACE_OBJECTS": "1",
+            # git-lfs would fetch from whatever endpoint .lfsconfig names; agent.lfs does it.
+            "GIT_LFS_SKIP_SMUDGE": "1",
         }
     )
     return env
@@ -82,7 +86,7 @@ def git_config_flags(config: AgentConfig) -> list[str]:
     settings = [
         ("core.hooksPath", "/dev/null"),
         ("core.fsmonitor", "false"),
-        ("core.symlinks", "false"),
+        ("core.symlinks", "true" if config.git_symlinks else "false"),
         ("http.followRedirects", "false"),
         ("protocol.file.allow", "always" if file_allowed else "never"),
         ("protocol.ext.allow", "never"),
@@ -219,6 +223,20 @@ class Git:
         self._deadline = deadline
         self._env = git_environment(config)
         self._flags = git_config_flags(config)
+
+    def add_settings(self, settings: Iterable[tuple[str, str]]) -> None:
+        """Add `-c key=value` settings to every later command of this job."""
+        for key, value in settings:
+            self._flags += ["-c", f"{key}={value}"]
+
+    def report(self, progress: Progress) -> None:
+        """Pass progress of work done outside git (LFS downloads) on to the renew loop."""
+        self._control.report(progress)
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The environment git runs with, for helpers (git-lfs) that must see the same."""
+        return dict(self._env)
 
     def run(
         self, *args: str, repo: str | None = None, cwd: str | None = None, check: bool = True

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from agent import checkout
 from agent.config import AgentConfig
 from agent.errors import JobFailure, failure_from_os_error
 from agent.git import Git, JobControl
@@ -39,6 +40,13 @@ _ALLOWED_LOCAL_CONFIG = re.compile(
     r"|branch\..+\.(remote|merge)"
     r"|user\.(name|email)"
     r"|extensions\.objectformat"
+    # What agent.checkout writes: cone-mode sparse checkout, partial clone, submodule URLs
+    # (checked against the policy) and git-lfs's format marker. Never `submodule.*.update`.
+    r"|core\.sparsecheckout|core\.sparsecheckoutcone"
+    r"|remote\.origin\.(promisor|partialclonefilter)"
+    r"|extensions\.partialclone"
+    r"|submodule\.[A-Za-z0-9._/+@=,-]+\.(url|active)"
+    r"|lfs\.repositoryformatversion"
 )
 
 
@@ -51,6 +59,11 @@ class JobResult:
     local_path: str
     duration_ms: int
     size_bytes: int
+    ref: str = ""
+    ref_kind: str = ""
+    submodules: int = 0
+    submodules_skipped: int = 0
+    lfs_files: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -77,41 +90,41 @@ def clone(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     if existing is not None:
         if stat.S_ISDIR(existing.st_mode) and _origin_url(git, target) == job.git_url:
             # The same job delivered twice, or a clone that already happened: nothing to do.
-            return _checkout_result(git, target, started)
+            return _checkout_result(git, target, started, checkout.current(git, target))
         raise JobFailure("target_exists", f"{job.target_path} already exists with other content")
     _check_resolved_host(job, config)
+    checkout.prepare(job, git)
+    resolved = checkout.resolve(job, git, cwd=root)
     temp = child_path(root, f"{TEMP_PREFIX}{job.id}-{secrets.token_hex(4)}")
     try:
         os.mkdir(temp)
     except OSError as exc:
         raise failure_from_os_error(exc, f"cannot create a folder in {root}") from None
     try:
-        args = ["clone", "--progress", "--no-recurse-submodules", "--single-branch"]
-        args += ["--template=", "--config=core.symlinks=false", f"--branch={job.branch}"]
-        if job.depth is not None:
-            args.append(f"--depth={job.depth}")
+        args = checkout.clone_args(job, resolved, config)
         git.run(*args, "--", job.git_url, temp, cwd=root)
+        extras = checkout.finish_clone(job, resolved, config, git, temp)
         if lstat_or_none(target) is not None:
             raise JobFailure("target_exists", f"{job.target_path} appeared while cloning")
         os.rename(temp, target)
     except BaseException:
         remove_tree(temp)
         raise
-    return _checkout_result(git, target, started)
+    return _checkout_result(git, target, started, resolved, extras)
 
 
 def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     """Fetch the tracked branch and fast-forward; a dirty or diverged checkout is left alone.
 
+    A job whose `ref` differs from `branch` (the ref the project is on) moves the checkout to
+    that branch, tag or commit instead; a tag or commit is checked out again on every pull.
+
     `depth` is not passed to the fetch: a shallow checkout fetches just the commits after its
     HEAD, whereas `--depth` would cut the new tip off from HEAD and every pull would diverge.
     """
     target = target_path(config.projects_path, job.target_path)
+    checkout.prepare(job, git)
     _check_checkout(git, target)
-    head = git.run("symbolic-ref", "--quiet", "HEAD", repo=target, check=False).stdout.strip()
-    if head != f"refs/heads/{job.branch}":
-        current = head.removeprefix("refs/heads/") or "a detached HEAD"
-        raise JobFailure("git_error", f"the checkout is on {current}, not on {job.branch}")
     status = git.run(
         "status", "--porcelain=v1", "--untracked-files=no", "--ignore-submodules=all",
         repo=target,
@@ -119,12 +132,23 @@ def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     if status.stdout.strip():
         raise JobFailure("dirty_worktree", f"local changes in {job.target_path}:\n{status.stdout}")
     _check_resolved_host(job, config)
-    tracking = f"refs/remotes/origin/{job.branch}"
+    resolved = checkout.resolve(job, git, cwd=target)
+    head = git.run("symbolic-ref", "--quiet", "HEAD", repo=target, check=False).stdout.strip()
+    moving = job.ref != job.branch
+    if resolved.kind == "branch" and not moving and head != f"refs/heads/{resolved.ref}":
+        current = head.removeprefix("refs/heads/") or "a detached HEAD"
+        raise JobFailure("git_error", f"the checkout is on {current}, not on {resolved.ref}")
+    if resolved.kind != "branch" or head != f"refs/heads/{resolved.ref}":
+        checkout.move(job, resolved, git, target)
+        extras = checkout.extras(job, config, git, target)
+        return _checkout_result(git, target, started, resolved, extras)
+    tracking = f"refs/remotes/origin/{resolved.ref}"
     fetch = ["fetch", "--progress", "--no-tags", "--no-recurse-submodules", "--no-write-fetch-head"]
-    git.run(*fetch, "--", job.git_url, f"+refs/heads/{job.branch}:{tracking}", repo=target)
+    source = checkout.fetch_source(job, git, target)
+    git.run(*fetch, "--", source, f"+refs/heads/{resolved.ref}:{tracking}", repo=target)
     ancestor = git.run("merge-base", "--is-ancestor", "HEAD", tracking, repo=target, check=False)
     if ancestor.returncode == 1:
-        raise JobFailure("not_fast_forward", f"{job.branch} has diverged from the remote branch")
+        raise JobFailure("not_fast_forward", f"{resolved.ref} has diverged from the remote branch")
     if ancestor.returncode != 0:
         raise JobFailure("git_error", ancestor.stderr)
     merge = git.run(
@@ -134,7 +158,8 @@ def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
         if "would be overwritten" in merge.stderr:
             raise JobFailure("dirty_worktree", merge.stderr)
         raise git.failure(merge, where=target)
-    return _checkout_result(git, target, started)
+    extras = checkout.extras(job, config, git, target)
+    return _checkout_result(git, target, started, resolved, extras)
 
 
 def delete(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
@@ -183,15 +208,27 @@ def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _checkout_result(git: Git, target: str, started: float) -> JobResult:
+def _checkout_result(
+    git: Git,
+    target: str,
+    started: float,
+    resolved: checkout.Resolved,
+    extras: checkout.Extras | None = None,
+) -> JobResult:
     commit = git.run("rev-parse", "--verify", "HEAD^{commit}", repo=target).stdout.strip()
     branch = git.run("symbolic-ref", "--quiet", "--short", "HEAD", repo=target, check=False)
+    extras = extras or checkout.Extras()
     return JobResult(
         commit=commit,
         branch=branch.stdout.strip(),
         local_path=target,
         duration_ms=_ms_since(started),
         size_bytes=tree_size(target),
+        ref=resolved.ref,
+        ref_kind=resolved.kind,
+        submodules=extras.submodules,
+        submodules_skipped=extras.submodules_skipped,
+        lfs_files=extras.lfs_files,
     )
 
 

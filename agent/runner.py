@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from agent import __version__, children
+from agent import __version__, children, tools
 from agent.client import (
     LEASE_READ_MARGIN,
     AgentClient,
@@ -233,6 +233,7 @@ class Agent:
                 hostname=self.hostname,
                 disk_free_bytes=disk_free,
                 running_jobs=self.running_job_ids(),
+                tool_versions=tools.versions(),
             )
         except InstanceSuperseded as exc:
             self._fatal(EXIT_SUPERSEDED, "instance_superseded", detail=exc.message)

@@ -11,7 +11,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gitpolicy import UrlPolicy, validate_branch, validate_git_url, validate_target_name
+from gitpolicy import (
+    UrlPolicy,
+    validate_filter,
+    validate_git_url,
+    validate_ref,
+    validate_sparse,
+    validate_submodules,
+    validate_target_name,
+)
 
 JOB_KINDS = ("clone", "pull", "delete")
 MAX_DEPTH = 2**31 - 1
@@ -38,6 +46,12 @@ class Job:
     target_path: str
     depth: int | None
     timeout_seconds: int
+    # The branch, tag or full commit id to check out; `branch` when the server sent no `ref`.
+    ref: str = ""
+    lfs: bool = False
+    submodules: str = "none"
+    filter: str = ""
+    sparse: tuple[str, ...] = ()
 
 
 def parse_job(
@@ -57,8 +71,14 @@ def parse_job(
     )
     if needs_git or git_url:
         _check("git_url", lambda: validate_git_url(git_url, policy))
+    # `branch` is the ref the project is on; `ref`, when given, the one to check out.
     if needs_git or branch:
-        _check("branch", lambda: validate_branch(branch))
+        _check("branch", lambda: validate_ref(branch))
+    ref = data.get("ref")
+    if ref is not None:
+        _check("ref", lambda: validate_ref(ref))
+    else:
+        ref = branch
     return Job(
         id=_check("id", lambda: validate_uuid(data.get("id"))),
         kind=kind,
@@ -70,7 +90,20 @@ def parse_job(
         timeout_seconds=_check(
             "timeout_seconds", lambda: _positive_int(data.get("timeout_seconds"), None)
         ),
+        ref=ref,
+        lfs=_check("lfs", lambda: _bool(data.get("lfs", False))),
+        submodules=_check(
+            "submodules", lambda: validate_submodules(data.get("submodules", "none"))
+        ),
+        filter=_check("filter", lambda: validate_filter(data.get("filter") or "")),
+        sparse=tuple(_check("sparse", lambda: validate_sparse(data.get("sparse") or []))),
     )
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
 
 
 def _check(field: str, validate: Any) -> Any:

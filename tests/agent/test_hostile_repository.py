@@ -92,14 +92,23 @@ def assert_nothing_ran_and_nothing_outside_changed(markers, outside, before_outs
     assert snapshot(outside) == before_outside
 
 
-def symlinks_below(path: Path) -> list[Path]:
-    return [p for p in path.rglob("*") if p.is_symlink()]
+def symlinks_below(path: Path) -> dict[str, str]:
+    """Every symlink below `path` and where it points, found without following any."""
+    links = {}
+    for folder, folders, files in os.walk(path):
+        for name in folders + files:
+            entry = Path(folder) / name
+            if entry.is_symlink():
+                links[str(entry.relative_to(path))] = os.readlink(entry)
+    return links
 
 
 @pytest.mark.parametrize("transport", ["git", "file"])
+@pytest.mark.parametrize("symlinks", ["true", "false"])
 def test_clone_pull_and_delete_of_a_hostile_repository_run_nothing(
-    config, hostile, git_daemon, markers, outside, transport
+    make_config, hostile, git_daemon, markers, outside, transport, symlinks
 ):
+    config = make_config(AGENT_GIT_SYMLINKS=symlinks)
     url = urls(hostile, git_daemon)[transport]
     before_outside = snapshot(outside)
 
@@ -107,12 +116,21 @@ def test_clone_pull_and_delete_of_a_hostile_repository_run_nothing(
 
     checkout = Path(cloned.local_path)
     assert_nothing_ran_and_nothing_outside_changed(markers, outside, before_outside)
-    assert symlinks_below(checkout) == []
-    assert (checkout / "etc").read_text() == "/etc"
-    assert (checkout / "outside").read_text() == str(outside)
+    links = {
+        "etc": "/etc", "passwd": "/etc/passwd", "outside": str(outside),
+        "up": "../../../../../../..",
+    }  # fmt: skip
+    if symlinks == "true":
+        # Checked out as git does, and left as links: the agent dereferences none of them.
+        assert symlinks_below(checkout) == links
+    else:
+        assert symlinks_below(checkout) == {}
+        assert (checkout / "etc").read_text() == "/etc"
+        assert (checkout / "outside").read_text() == str(outside)
     assert not (checkout / "evil").exists() or os.listdir(checkout / "evil") == []
     assert git("status", "--porcelain", cwd=checkout) == ""
-    assert git("config", "core.symlinks", cwd=checkout).strip() == "false"
+    assert git("config", "core.symlinks", cwd=checkout).strip() == symlinks
+    assert cloned.submodules_skipped == 1
 
     (hostile.work / "outside").unlink()
     (hostile.work / "outside").symlink_to(outside / "keep.txt")
@@ -124,7 +142,10 @@ def test_clone_pull_and_delete_of_a_hostile_repository_run_nothing(
 
     assert pulled.commit == new
     assert_nothing_ran_and_nothing_outside_changed(markers, outside, before_outside)
-    assert symlinks_below(checkout) == []
+    if symlinks == "true":
+        assert symlinks_below(checkout) == {**links, "outside": str(outside / "keep.txt")}
+    else:
+        assert symlinks_below(checkout) == {}
 
     run_job(config, kind="delete", git_url="", branch="")
 

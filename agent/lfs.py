@@ -1,0 +1,311 @@
+"""Git LFS downloads done by the agent itself, so that every URL obeys the node's policy.
+
+git-lfs never fetches here (`GIT_LFS_SKIP_SMUDGE` is always set); it only serves as the clean
+filter, named by the agent's own `-c` settings, so that `git status` sees a downloaded file as
+unchanged. The agent finds the pointer files of the checked-out commit, asks the LFS batch API
+for them, checks the endpoint, every object `href` and every redirect against the URL policy
+(scheme, host, the addresses it resolves to), downloads with a size bound and a SHA-256 check,
+and replaces each pointer file without following any symlink. A pointer left behind fails the
+job with `lfs_incomplete`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import shutil
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from agent.config import AgentConfig
+from agent.errors import JobFailure
+from agent.git import Git, Progress
+from agent.worktree import read_small_file, replace_file
+from gitpolicy import UrlPolicy, check_resolved_host, parse_git_url, validate_lfs_url
+
+POINTER_MAX_BYTES = 1024
+MAX_REDIRECTS = 5
+BATCH_SIZE = 100
+HTTP_TIMEOUT = 60
+_POINTER = re.compile(
+    rb"version https://git-lfs\.github\.com/spec/v1\n"
+    rb"(?:[a-z0-9.-]+ [^\n]*\n)*?"
+    rb"oid sha256:(?P<oid>[0-9a-f]{64})\n"
+    rb"size (?P<size>[0-9]{1,18})\n"
+    rb"(?:[a-z0-9.-]+ [^\n]*\n)*\Z"
+)
+_MEDIA_TYPE = "application/vnd.git-lfs+json"
+# The agent's own filter settings; a repository's config may not name or change them.
+FILTER_SETTINGS = (
+    ("filter.lfs.clean", "git-lfs clean -- %f"),
+    ("filter.lfs.smudge", "git-lfs smudge -- %f"),
+    ("filter.lfs.process", "git-lfs filter-process"),
+    ("filter.lfs.required", "true"),
+)
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """One LFS pointer file in the worktree."""
+
+    path: str
+    oid: str
+    size: int
+    mode: int
+
+
+def enable(git: Git) -> None:
+    """Name the LFS filter for every later git command of this job, or fail if git-lfs is
+    missing."""
+    if not shutil.which("git-lfs", path=git.environment.get("PATH")):
+        raise JobFailure("lfs_unavailable", "git-lfs is not installed on this node")
+    git.add_settings(FILTER_SETTINGS)
+
+
+def endpoint(git: Git, repo: str, git_url: str, policy: UrlPolicy) -> str:
+    """The LFS endpoint: `lfs.url` (or `remote.origin.lfsurl`) of the commit's .lfsconfig,
+    else the one git-lfs derives from the clone URL; refused unless the policy allows it."""
+    configured = _lfsconfig(git, repo)
+    url = configured.get("lfs.url") or configured.get("remote.origin.lfsurl")
+    if not url:
+        parsed = parse_git_url(git_url, UrlPolicy(
+            allowed_schemes=frozenset({"http", "https", "git", "ssh"}),
+            allow_private_hosts=True,
+        ))  # fmt: skip
+        scheme = parsed.scheme if parsed.scheme in ("http", "https") else "https"
+        port = f":{parsed.port}" if parsed.port and scheme == parsed.scheme else ""
+        host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+        path = parsed.path if parsed.path.startswith("/") else f"/{parsed.path}"
+        path = path.rstrip("/")
+        if not path.endswith(".git"):
+            path += ".git"
+        url = f"{scheme}://{host}{port}{path}/info/lfs"
+    check_url(url, policy)
+    return url.rstrip("/")
+
+
+def check_url(url: str, policy: UrlPolicy) -> None:
+    """Apply the URL policy and the address rules (as resolved now) to an LFS URL."""
+    try:
+        validate_lfs_url(url, policy)
+        parts = urlsplit(url)
+        check_resolved_host(parts.hostname or "", parts.port, policy)
+    except ValueError as exc:
+        raise JobFailure("lfs_url_refused", f"LFS URL {_shown(url)} refused: {exc}") from None
+
+
+def pointers(git: Git, repo: str) -> list[Pointer]:
+    """The worktree's files that the LFS filter covers and that still hold a pointer."""
+    listing = git.run("ls-files", "-z", "--stage", repo=repo).stdout
+    candidates: dict[str, int] = {}
+    for entry in listing.split("\0"):
+        if not entry:
+            continue
+        info, _, path = entry.partition("\t")
+        mode = info.split(" ", 1)[0]
+        if mode in ("100644", "100755"):
+            candidates[path] = 0o755 if mode == "100755" else 0o644
+    if not candidates:
+        return []
+    found = []
+    for path in _lfs_filtered(git, repo, list(candidates)):
+        content = read_small_file(repo, path, POINTER_MAX_BYTES)
+        match = _POINTER.match(content) if content is not None else None
+        if match:
+            found.append(Pointer(path, match["oid"].decode(), int(match["size"]), candidates[path]))
+    return found
+
+
+def download(git: Git, repo: str, url: str, policy: UrlPolicy, config: AgentConfig) -> int:
+    """Fetch every LFS object whose pointer is in the worktree and put it in place; returns how
+    many files were replaced. Raises JobFailure `lfs_incomplete` if any stays a pointer."""
+    wanted = pointers(git, repo)
+    if not wanted:
+        return 0
+    git.add_settings([("lfs.url", url)])
+    objects_dir = os.path.join(repo, ".git", "lfs", "objects")
+    temp_dir = os.path.join(repo, ".git", "lfs", "tmp")
+    os.makedirs(temp_dir, exist_ok=True)
+    session = requests.Session()
+    session.trust_env = False  # no ~/.netrc credentials for a host the repository chose
+    verify = config.tls_verify
+    total_bytes = sum(p.size for p in wanted)
+    done_bytes = 0
+    unique = {p.oid: p for p in wanted}
+    failed: dict[str, str] = {}
+    oids = list(unique)
+    for start in range(0, len(oids), BATCH_SIZE):
+        chunk = [unique[oid] for oid in oids[start : start + BATCH_SIZE]]
+        answer = _batch(session, url, chunk, policy, verify)
+        for item in answer:
+            oid = item.get("oid")
+            if oid not in unique:
+                continue
+            href, headers, problem = _download_action(item)
+            if problem:
+                failed[oid] = problem
+                continue
+            stored = _object_path(objects_dir, oid)
+            if not os.path.exists(stored):
+                _fetch_object(session, href, headers, unique[oid], temp_dir, stored, policy, verify)
+            done_bytes += unique[oid].size
+            git.report(Progress("lfs", _percent(done_bytes, total_bytes), len(failed), done_bytes))
+    replaced = 0
+    for pointer in wanted:
+        stored = _object_path(objects_dir, pointer.oid)
+        if pointer.oid in failed or not os.path.exists(stored):
+            continue
+        replace_file(repo, pointer.path, stored, pointer.mode)
+        replaced += 1
+    git.run("update-index", "-q", "--refresh", repo=repo, check=False)
+    left = pointers(git, repo)
+    if left:
+        reasons = "; ".join(f"{p.path}: {failed.get(p.oid, 'not downloaded')}" for p in left[:10])
+        raise JobFailure(
+            "lfs_incomplete", f"{len(left)} LFS file(s) still hold pointers: {reasons}"
+        )
+    return replaced
+
+
+def _lfsconfig(git: Git, repo: str) -> dict[str, str]:
+    """The .lfsconfig of HEAD, read from the object database (never from a worktree file that
+    could be a symlink); only a regular file counts."""
+    entry = git.run("ls-tree", "-z", "HEAD", "--", ".lfsconfig", repo=repo).stdout
+    if not entry.startswith("100644 blob "):
+        return {}
+    listing = git.run(
+        "config", "--blob", "HEAD:.lfsconfig", "--no-includes", "--list", "-z", repo=repo,
+        check=False,
+    )  # fmt: skip
+    values: dict[str, str] = {}
+    for item in listing.stdout.split("\0"):
+        key, _, value = item.partition("\n")
+        if key:
+            values[key.lower()] = value
+    return values
+
+
+def _lfs_filtered(git: Git, repo: str, paths: list[str]) -> list[str]:
+    """The paths whose `filter` attribute is `lfs` (any other filter is ignored: the agent names
+    no driver for it, so git leaves such files as they are stored)."""
+    found = []
+    for start in range(0, len(paths), 1000):
+        chunk = paths[start : start + 1000]
+        out = git.run("check-attr", "-z", "filter", "--", *chunk, repo=repo).stdout.split("\0")
+        for index in range(0, len(out) - 2, 3):
+            if out[index + 2] == "lfs":
+                found.append(out[index])
+    return found
+
+
+def _batch(
+    session: requests.Session, url: str, chunk: list[Pointer], policy: UrlPolicy, verify: object
+) -> list[dict]:
+    body = {
+        "operation": "download",
+        "transfers": ["basic"],
+        "objects": [{"oid": p.oid, "size": p.size} for p in chunk],
+        "hash_algo": "sha256",
+    }
+    response = _request(
+        session, "POST", f"{url}/objects/batch", policy, verify,
+        headers={"Accept": _MEDIA_TYPE, "Content-Type": _MEDIA_TYPE}, json=body,
+    )  # fmt: skip
+    with response:
+        if response.status_code in (401, 403):
+            raise JobFailure("auth_required", f"the LFS server answered {response.status_code}")
+        if response.status_code != 200:
+            raise JobFailure("network_error", f"the LFS batch API answered {response.status_code}")
+        try:
+            objects = response.json().get("objects")
+        except ValueError:
+            objects = None
+    if not isinstance(objects, list):
+        raise JobFailure("lfs_incomplete", "the LFS batch API answered without objects")
+    return [item for item in objects if isinstance(item, dict)]
+
+
+def _download_action(item: dict) -> tuple[str, dict[str, str], str]:
+    error = item.get("error")
+    if isinstance(error, dict):
+        return "", {}, f"the LFS server said {error.get('code')}: {str(error.get('message'))[:200]}"
+    action = (item.get("actions") or {}).get("download")
+    if not isinstance(action, dict) or not isinstance(action.get("href"), str):
+        return "", {}, "the LFS server gave no download action"
+    headers = action.get("header") or {}
+    if not isinstance(headers, dict):
+        headers = {}
+    clean = {str(k): str(v) for k, v in headers.items() if "\n" not in f"{k}{v}"}
+    return action["href"], clean, ""
+
+
+def _fetch_object(
+    session: requests.Session,
+    href: str,
+    headers: dict[str, str],
+    pointer: Pointer,
+    temp_dir: str,
+    stored: str,
+    policy: UrlPolicy,
+    verify: object,
+) -> None:
+    response = _request(session, "GET", href, policy, verify, headers=headers, stream=True)
+    temp = os.path.join(temp_dir, f"{pointer.oid}-{secrets.token_hex(4)}")
+    digest = hashlib.sha256()
+    size = 0
+    with response, open(temp, "xb") as out:
+        if response.status_code != 200:
+            os.unlink(temp)
+            raise JobFailure(
+                "lfs_incomplete", f"{pointer.path}: the LFS object answered {response.status_code}"
+            )
+        for chunk in response.iter_content(1 << 16):
+            size += len(chunk)
+            if size > pointer.size:
+                break
+            digest.update(chunk)
+            out.write(chunk)
+    if size != pointer.size or digest.hexdigest() != pointer.oid:
+        os.unlink(temp)
+        raise JobFailure("lfs_incomplete", f"{pointer.path}: the LFS object does not match")
+    os.makedirs(os.path.dirname(stored), exist_ok=True)
+    os.replace(temp, stored)
+
+
+def _request(
+    session: requests.Session, method: str, url: str, policy: UrlPolicy, verify: object, **kwargs
+) -> requests.Response:
+    """One request, following redirects by hand so that every hop passes the policy."""
+    for _ in range(MAX_REDIRECTS + 1):
+        check_url(url, policy)
+        try:
+            response = session.request(
+                method, url, allow_redirects=False, timeout=HTTP_TIMEOUT, verify=verify, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise JobFailure("network_error", f"LFS {_shown(url)}: {exc}") from None
+        if response.status_code not in (301, 302, 303, 307, 308):
+            return response
+        location = response.headers.get("Location", "")
+        response.close()
+        url = urljoin(url, location)
+        if response.status_code == 303:
+            method, kwargs = "GET", {k: v for k, v in kwargs.items() if k != "json"}
+    raise JobFailure("lfs_incomplete", f"more than {MAX_REDIRECTS} redirects from the LFS server")
+
+
+def _object_path(objects_dir: str, oid: str) -> str:
+    return os.path.join(objects_dir, oid[0:2], oid[2:4], oid)
+
+
+def _percent(done: int, total: int) -> int:
+    return 100 if total <= 0 else min(100, done * 100 // total)
+
+
+def _shown(url: str) -> str:
+    """A URL without its query string, which may hold a signature."""
+    return url.split("?", 1)[0][:200]

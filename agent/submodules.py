@@ -1,0 +1,141 @@
+"""Submodules, fetched only when the job asks for `recursive` and only from URLs that pass.
+
+Every submodule of a commit is checked before anything is fetched: its name, its path (inside
+the worktree, through real folders only, matching a gitlink of the commit), and its URL
+(relative URLs resolved against the parent's, then the URL policy with `file` refused, then the
+addresses its host resolves to now). The agent writes each submodule's `url` and `active` into
+`.git/config` itself and names `update=checkout` on the command line, so `.gitmodules` can
+neither run a command nor point git anywhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass
+
+from agent.errors import JobFailure
+from agent.git import Git
+from agent.paths import UnsafePath
+from agent.worktree import open_folder
+from gitpolicy import (
+    GitUrl,
+    UrlPolicy,
+    check_resolved_host,
+    resolve_submodule_url,
+    validate_submodule_name,
+    validate_worktree_path,
+)
+
+MAX_NESTING = 3
+
+
+@dataclass(frozen=True)
+class Submodule:
+    name: str
+    path: str
+    url: GitUrl
+
+
+def gitlinks(git: Git, repo: str) -> dict[str, str]:
+    """The commit's submodule entries (mode 160000): path -> commit id."""
+    listing = git.run("ls-tree", "-r", "-z", "HEAD", repo=repo).stdout
+    links = {}
+    for entry in listing.split("\0"):
+        info, _, path = entry.partition("\t")
+        if info.startswith("160000 commit "):
+            links[path] = info.split(" ")[2]
+    return links
+
+
+def plan(git: Git, repo: str, parent: GitUrl, policy: UrlPolicy) -> list[Submodule]:
+    """Every submodule of HEAD in `repo`, checked; raises JobFailure `submodule_refused`."""
+    links = gitlinks(git, repo)
+    if not links:
+        return []
+    entry = git.run("ls-tree", "-z", "HEAD", "--", ".gitmodules", repo=repo).stdout
+    if not entry.startswith("100644 blob "):
+        raise JobFailure("submodule_refused", "the commit has submodules but no plain .gitmodules")
+    listing = git.run(
+        "config", "--blob", "HEAD:.gitmodules", "--no-includes", "--list", "-z", repo=repo
+    ).stdout
+    declared: dict[str, dict[str, str]] = {}
+    for item in listing.split("\0"):
+        key, _, value = item.partition("\n")
+        section, _, rest = key.partition(".")
+        name, _, field = rest.rpartition(".")
+        if section == "submodule" and name and field in ("path", "url"):
+            declared.setdefault(name, {})[field] = value
+    found = []
+    for name, fields in declared.items():
+        if fields.get("path") not in links:
+            continue
+        try:
+            validate_submodule_name(name)
+        except ValueError as exc:
+            raise JobFailure("submodule_refused", f"submodule name {name!r}: {exc}") from None
+        path = fields["path"]
+        try:
+            validate_worktree_path(path)
+        except ValueError as exc:
+            raise JobFailure("submodule_refused", f"submodule path {path!r}: {exc}") from None
+        try:
+            url = resolve_submodule_url(fields.get("url"), parent, policy)
+            check_resolved_host(url.host, url.port, policy)
+        except ValueError as exc:
+            raise JobFailure(
+                "submodule_refused", f"submodule {name!r} URL {fields.get('url')!r}: {exc}"
+            ) from None
+        _check_real_folder(repo, path)
+        found.append(Submodule(name, path, url))
+    missing = sorted(set(links) - {s.path for s in found})
+    if missing:
+        raise JobFailure("submodule_refused", f"no usable .gitmodules entry for {missing[0]!r}")
+    return found
+
+
+def update(git: Git, repo: str, parent: GitUrl, policy: UrlPolicy, *, level: int = 1) -> int:
+    """Fetch and check out every submodule, nested ones too; returns how many were checked out.
+
+    The whole tree of one level is checked before its first fetch.
+    """
+    if level > MAX_NESTING:
+        raise JobFailure("submodule_refused", f"submodules nest more than {MAX_NESTING} deep")
+    submodules = plan(git, repo, parent, policy)
+    if not submodules:
+        return 0
+    config_path = os.path.join(repo, ".git", "config")
+    for sub in submodules:
+        git.run("config", "--file", config_path, f"submodule.{sub.name}.url", sub.url.url)
+        git.run("config", "--file", config_path, f"submodule.{sub.name}.active", "true")
+    for sub in submodules:
+        git.add_settings([(f"submodule.{sub.name}.update", "checkout")])
+    count = 0
+    paths = [sub.path for sub in submodules]
+    git.run(
+        "submodule", "update", "--checkout", "--no-recurse-submodules", "--progress", "--",
+        *paths, cwd=repo,
+    )  # fmt: skip
+    for sub in submodules:
+        count += 1
+        inner = os.path.join(repo, sub.path)
+        count += update(git, inner, sub.url, policy, level=level + 1)
+    return count
+
+
+def _check_real_folder(repo: str, path: str) -> None:
+    """The submodule's folder and every folder above it are real folders, not symlinks (the
+    layout of CVE-2024-32002 puts a symlink where git will write a submodule)."""
+    try:
+        fd = open_folder(repo, path)
+    except (UnsafePath, OSError):
+        info = None
+        with contextlib.suppress(OSError):
+            info = os.lstat(os.path.join(repo, path))
+        if info is None or stat.S_ISLNK(info.st_mode):
+            raise JobFailure(
+                "submodule_refused", f"submodule path {path!r} is not a real folder"
+            ) from None
+        raise JobFailure("submodule_refused", f"submodule path {path!r} is not a folder") from None
+    os.close(fd)
