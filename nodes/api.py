@@ -24,6 +24,8 @@ class NodeSerializer(serializers.ModelSerializer):
             "accepts_work",
             "last_seen_at",
             "agent_version",
+            "git_version",
+            "git_lfs_version",
             "hostname",
             "disk_free_bytes",
             "running_jobs",

@@ -36,6 +36,10 @@ class Node(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
     agent_version = models.CharField(max_length=50, blank=True, editable=False)
+    git_version = models.CharField(max_length=50, blank=True, editable=False)
+    git_lfs_version = models.CharField(
+        max_length=50, blank=True, editable=False, help_text="Empty when the node has no git-lfs."
+    )
     hostname = models.CharField(max_length=255, blank=True, editable=False)
     disk_free_bytes = models.BigIntegerField(null=True, blank=True, editable=False)
     running_jobs = models.PositiveIntegerField(default=0, editable=False)

@@ -60,6 +60,9 @@ class Heartbeat:
     hostname: str
     disk_free_bytes: int | None
     running_jobs: int
+    # None: an older agent that does not report them; the stored values are then kept.
+    git_version: str | None = None
+    git_lfs_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,10 @@ def record_presence(
                 node.disk_free_bytes = heartbeat.disk_free_bytes
                 node.running_jobs = heartbeat.running_jobs
                 fields += ["agent_version", "hostname", "disk_free_bytes", "running_jobs"]
+                for name in ("git_version", "git_lfs_version"):
+                    if getattr(heartbeat, name) is not None:
+                        setattr(node, name, getattr(heartbeat, name))
+                        fields.append(name)
             node.save(update_fields=fields)
     if superseded:
         flag_duplicate_instance(node=node)

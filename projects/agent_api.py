@@ -54,6 +54,12 @@ class HeartbeatRequestSerializer(StrictSerializer):
     running_jobs = serializers.ListField(
         child=StrictUUIDField(), max_length=256, required=False, default=list
     )
+    git_version = serializers.CharField(
+        max_length=50, required=False, allow_blank=True, help_text="`git --version`'s number."
+    )
+    git_lfs_version = serializers.CharField(
+        max_length=50, required=False, allow_blank=True, help_text="Empty: no git-lfs."
+    )
 
 
 class HeartbeatResponseSerializer(serializers.Serializer):
@@ -92,12 +98,24 @@ class LeasedJobSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(source="job.kind", choices=[kind.value for kind in JobKind])
     project_id = serializers.UUIDField(source="project.id")
     git_url = serializers.CharField(source="project.git_url")
-    branch = serializers.CharField(source="project.branch")
+    branch = serializers.CharField(
+        source="project.branch", help_text="The ref the project is on: branch, tag or commit."
+    )
+    ref = serializers.SerializerMethodField(
+        help_text="The ref to check out; differs from `branch` when a pull moves the checkout."
+    )
     target_path = serializers.CharField(
         source="project.target_path", help_text="`{user_id}_{name}`, relative to projects root."
     )
     depth = serializers.IntegerField(source="project.depth", allow_null=True)
+    lfs = serializers.BooleanField(source="project.lfs")
+    submodules = serializers.CharField(source="project.submodules")
+    filter = serializers.CharField(source="project.filter")
+    sparse = serializers.ListField(source="project.sparse", child=serializers.CharField())
     timeout_seconds = serializers.IntegerField()
+
+    def get_ref(self, grant) -> str:
+        return grant.job.ref or grant.project.branch
 
 
 class LeaseSerializer(serializers.Serializer):
@@ -136,6 +154,13 @@ class ResultSerializer(StrictSerializer):
     local_path = serializers.CharField(max_length=4096, allow_blank=True)
     duration_ms = serializers.IntegerField(min_value=0)
     size_bytes = serializers.IntegerField(min_value=0)
+    ref = serializers.CharField(max_length=255, allow_blank=True, required=False)
+    ref_kind = serializers.ChoiceField(
+        choices=["", "branch", "tag", "commit"], required=False, help_text="Empty for delete."
+    )
+    submodules = serializers.IntegerField(min_value=0, required=False)
+    submodules_skipped = serializers.IntegerField(min_value=0, required=False)
+    lfs_files = serializers.IntegerField(min_value=0, required=False)
 
 
 class ErrorReportSerializer(StrictSerializer):
@@ -230,6 +255,8 @@ class HeartbeatView(AgentView):
             hostname=data["hostname"],
             disk_free_bytes=data.get("disk_free_bytes"),
             running_jobs=len(data["running_jobs"]),
+            git_version=data.get("git_version"),
+            git_lfs_version=data.get("git_lfs_version"),
         )
         _presence(self.node, str(data["instance_id"]), heartbeat)
         timing = {

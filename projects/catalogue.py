@@ -21,6 +21,8 @@ _JSON_TYPES = {
     "str": "string",
     "int": "integer",
     "int | None": "integer or null",
+    "bool": "boolean",
+    "tuple[str, ...]": "array of strings",
     "datetime": "string, an ISO 8601 time with its offset",
     "JobKind": " or ".join(f"`{kind.value}`" for kind in domain.JobKind),
     "dict[str, Any]": "object",

@@ -56,12 +56,19 @@ class DomainEvent:
     # a finished job that unblocks the next one of its project or frees its owner's slot).
     frees_work: ClassVar[bool] = True
     _datetimes: ClassVar[frozenset[str]] = frozenset()
+    # Fields added after events of the type were stored: left out of the JSON while they hold
+    # their default, so that an event that uses none of them is stored exactly as before.
+    added_later: ClassVar[frozenset[str]] = frozenset()
 
     def to_data(self) -> dict[str, Any]:
         """The event as the JSON stored in `Event.data`."""
         data = {}
         for name, value in self.__dict__.items():
-            if isinstance(value, datetime):
+            if name in self.added_later and value == getattr(type(self), name):
+                continue
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, datetime):
                 value = value.isoformat()
             elif isinstance(value, Enum):
                 value = value.value
@@ -96,9 +103,12 @@ def _event(cls: _E) -> _E:
 class ProjectCreated(DomainEvent):
     """A person asked for a clone of a new project; always followed by its `JobQueued` of kind
     `clone`. `target_path` is `{owner_id}_{name}`, the checkout's place under the node's
-    projects root."""
+    projects root. `branch` is the ref asked for: a branch, a tag or a full commit id. `lfs`,
+    `submodules` (`none` or `recursive`), `filter` (partial clone) and `sparse` (cone-mode
+    folders) were added later; events stored before them read as their defaults."""
 
     frees_work: ClassVar[bool] = False
+    added_later: ClassVar[frozenset[str]] = frozenset({"lfs", "submodules", "filter", "sparse"})
 
     owner_id: int
     name: str
@@ -107,17 +117,25 @@ class ProjectCreated(DomainEvent):
     branch: str
     depth: int | None
     target_path: str
+    lfs: bool = False
+    submodules: str = "none"
+    filter: str = ""
+    sparse: tuple[str, ...] = ()
 
 
 @_event
 @dataclass(frozen=True)
 class JobQueued(DomainEvent):
     """A clone, pull or delete was asked for, or a failed or cancelled job was retried. A delete
-    makes the project `deleting` and cancels the jobs still queued before it."""
+    makes the project `deleting` and cancels the jobs still queued before it. `ref` is set on a
+    pull that moves the checkout to another branch, tag or commit (empty: it stays)."""
+
+    added_later: ClassVar[frozenset[str]] = frozenset({"ref"})
 
     job_id: str
     kind: JobKind
     max_attempts: int
+    ref: str = ""
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> DomainEvent:
@@ -264,6 +282,7 @@ class Job:
     max_attempts: int
     queued_at: datetime
     available_at: datetime
+    ref: str = ""
     attempt: int = 0
     failures: int = 0
     timeouts: int = 0
@@ -303,6 +322,12 @@ class Project:
     status: ProjectStatus = ProjectStatus.PENDING
     commit: str = ""
     checkout_branch: str = ""
+    ref_kind: str = ""
+    lfs: bool = False
+    submodules: str = "none"
+    filter: str = ""
+    sparse: list[str] = field(default_factory=list)
+    submodules_skipped: int = 0
     local_path: str = ""
     last_error: dict[str, Any] | None = None
     created_at: datetime | None = None
@@ -338,12 +363,17 @@ class CreateProject:
     depth: int | None
     job_id: str
     max_attempts: int
+    lfs: bool = False
+    submodules: str = "none"
+    filter: str = ""
+    sparse: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class RequestPull:
     job_id: str
     max_attempts: int
+    ref: str = ""
 
 
 @dataclass(frozen=True)
@@ -490,6 +520,10 @@ def _create(state: Project, command: CreateProject) -> list[DomainEvent]:
             branch=command.branch,
             depth=command.depth,
             target_path=f"{command.owner_id}_{command.name}",
+            lfs=command.lfs,
+            submodules=command.submodules,
+            filter=command.filter,
+            sparse=tuple(command.sparse),
         ),
         JobQueued(command.job_id, JobKind.CLONE, command.max_attempts),
     ]
@@ -510,7 +544,7 @@ def _pull(state: Project, command: RequestPull) -> list[DomainEvent]:
         raise Conflict(
             f"A pull is already queued (job {waiting[0].id}).", code="pull_already_queued"
         )
-    return [JobQueued(command.job_id, JobKind.PULL, command.max_attempts)]
+    return [JobQueued(command.job_id, JobKind.PULL, command.max_attempts, ref=command.ref)]
 
 
 @_decides(RequestDelete)
@@ -559,7 +593,7 @@ def _retry(state: Project, command: RetryJob) -> list[DomainEvent]:
             f"A {job.kind.value} cannot be retried while the project is {state.status.value}.",
             code="not_retryable",
         )
-    return [JobQueued(command.job_id, job.kind, command.max_attempts)]
+    return [JobQueued(command.job_id, job.kind, command.max_attempts, ref=job.ref)]
 
 
 @_decides(LeaseJob)
@@ -785,6 +819,10 @@ def _created(state: Project, event: ProjectCreated, version: int, at: datetime) 
         branch=event.branch,
         depth=event.depth,
         target_path=event.target_path,
+        lfs=event.lfs,
+        submodules=event.submodules,
+        filter=event.filter,
+        sparse=list(event.sparse),
         status=ProjectStatus.PENDING,
         created_at=at,
     )
@@ -800,6 +838,7 @@ def _queued(state: Project, event: JobQueued, version: int, at: datetime) -> Pro
         max_attempts=event.max_attempts,
         queued_at=at,
         available_at=at,
+        ref=event.ref,
         updated_at=at,
     )
     status = {
@@ -906,6 +945,8 @@ def _succeeded(state: Project, event: JobSucceeded, version: int, at: datetime) 
             status=ProjectStatus.DELETED,
             commit="",
             checkout_branch="",
+            ref_kind="",
+            submodules_skipped=0,
             local_path="",
         )
     return _stepped(
@@ -917,6 +958,11 @@ def _succeeded(state: Project, event: JobSucceeded, version: int, at: datetime) 
         status=_unless_deleting(jobs, ProjectStatus.READY),
         commit=event.result["commit"],
         checkout_branch=event.result["branch"],
+        # A pull that moved the checkout makes its ref the project's; older results carry no
+        # ref_kind and leave it as it was.
+        branch=job.ref or state.branch,
+        ref_kind=event.result.get("ref_kind", state.ref_kind),
+        submodules_skipped=event.result.get("submodules_skipped", state.submodules_skipped),
         local_path=event.result["local_path"],
     )
 

@@ -62,6 +62,16 @@ class Project(models.Model):
     status = models.CharField(max_length=16, choices=PROJECT_STATUS_CHOICES)
     commit = models.CharField(max_length=64, blank=True)
     checkout_branch = models.CharField(max_length=255, blank=True)
+    ref_kind = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text="What `branch` named when checked out: branch, tag or commit.",
+    )
+    lfs = models.BooleanField(default=False)
+    submodules = models.CharField(max_length=16, default="none")
+    filter = models.CharField(max_length=64, blank=True)
+    sparse = models.JSONField(default=list, blank=True)
+    submodules_skipped = models.PositiveIntegerField(default=0)
     local_path = models.CharField(max_length=4096, blank=True)
     last_error = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField()
@@ -90,6 +100,9 @@ class Job(models.Model):
     node = models.ForeignKey("nodes.Node", on_delete=models.PROTECT, related_name="jobs")
     seq = models.PositiveIntegerField(help_text="The project version that queued the job.")
     kind = models.CharField(max_length=16, choices=JOB_KIND_CHOICES)
+    ref = models.CharField(
+        max_length=255, blank=True, help_text="The ref a pull moves the checkout to; empty: stays."
+    )
     state = models.CharField(max_length=16, choices=JOB_STATE_CHOICES)
     attempt = models.PositiveIntegerField(default=0)
     failures = models.PositiveIntegerField(default=0)

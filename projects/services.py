@@ -95,23 +95,59 @@ def _wake(appended: Appended) -> None:
     wakeups.announce_if_leasable(appended)
 
 
+def _chosen_ref(ref: str | None, branch: str | None) -> str:
+    """`ref` names a branch, a tag or a commit; `branch`, its older name, only a branch."""
+    if ref is not None and branch is not None and ref != branch:
+        raise Invalid("Give ref or branch (its older name for a branch), not both.", field="ref")
+    if ref is not None:
+        return _valid("ref", gitpolicy.validate_ref, ref)
+    if branch is None:
+        raise Invalid("A branch, tag or full commit id is required.", field="ref")
+    return _valid("branch", gitpolicy.validate_branch, branch)
+
+
+def _valid_lfs(lfs: bool | None, node: Node) -> bool:
+    """LFS defaults to on where the node has git-lfs; asked for on a node without it, 409."""
+    if lfs is None:
+        return bool(node.git_lfs_version)
+    if not isinstance(lfs, bool):
+        raise Invalid("lfs is true or false.", field="lfs")
+    if lfs and not node.git_lfs_version:
+        raise Conflict(
+            f"Node {node.name} has no git-lfs (its agent reports none); install git-lfs there "
+            "or ask for lfs: false.",
+            field="lfs",
+            code="lfs_unavailable",
+        )
+    return lfs
+
+
 def request_clone(
     *,
     owner: AbstractBaseUser,
     name: str,
     git_url: str,
-    branch: str,
     node: Node,
+    branch: str | None = None,
+    ref: str | None = None,
     depth: int | None = None,
+    lfs: bool | None = None,
+    submodules: str = "none",
+    filter: str = "",
+    sparse: list[str] | None = None,
     request_id: str | None = None,
 ) -> Project:
     """Creates a project and queues its clone on `node`, after checking every input against the
     git-input policy; raises `Invalid` naming the first field that fails."""
     name = _valid("name", gitpolicy.validate_project_name, name)
     git_url = _valid("git_url", lambda url: gitpolicy.validate_git_url(url, url_policy()), git_url)
-    branch = _valid("branch", gitpolicy.validate_branch, branch)
+    branch = _chosen_ref(ref, branch)
     depth = _valid("depth", _valid_depth, depth)
+    submodules = _valid("submodules", gitpolicy.validate_submodules, submodules)
+    filter = _valid("filter", gitpolicy.validate_filter, filter)
+    sparse = _valid("sparse", gitpolicy.validate_sparse, sparse)
     _require_node_accepts_work(node)
+    lfs = _valid_lfs(lfs, node)
     if (
         Project.objects.filter(owner=owner, name=name)
         .exclude(status=domain.ProjectStatus.DELETED)
@@ -130,6 +166,10 @@ def request_clone(
         depth=depth,
         job_id=str(uuid.uuid4()),
         max_attempts=settings.LEASE_MAX_ATTEMPTS,
+        lfs=lfs,
+        submodules=submodules,
+        filter=filter,
+        sparse=tuple(sparse),
     )
     try:
         execute(project_id, command, meta=_meta(owner, request_id), after=_wake)
@@ -141,11 +181,17 @@ def request_clone(
 
 
 def request_pull(
-    *, project: Project, actor: AbstractBaseUser, request_id: str | None = None
+    *,
+    project: Project,
+    actor: AbstractBaseUser,
+    ref: str | None = None,
+    request_id: str | None = None,
 ) -> Job:
+    """Queues a fetch and fast-forward, or with `ref` a move to that branch, tag or commit."""
+    ref = "" if ref is None else _valid("ref", gitpolicy.validate_ref, ref)
     _require_node_accepts_work(project.node)
     job_id = str(uuid.uuid4())
-    command = domain.RequestPull(job_id=job_id, max_attempts=settings.LEASE_MAX_ATTEMPTS)
+    command = domain.RequestPull(job_id=job_id, max_attempts=settings.LEASE_MAX_ATTEMPTS, ref=ref)
     execute(project.pk, command, meta=_meta(actor, request_id), after=_wake)
     return Job.objects.get(pk=job_id)
 

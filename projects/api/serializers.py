@@ -137,10 +137,19 @@ class CloneRequestSerializer(StrictSerializer):
         trim_whitespace=False,
         help_text="Repository URL; schemes from GIT_ALLOWED_SCHEMES, no credentials.",
     )
-    branch = serializers.CharField(
+    ref = serializers.CharField(
+        required=False,
         max_length=gitpolicy.MAX_BRANCH_LENGTH,
         trim_whitespace=False,
-        help_text="Branch to check out (rules of `git check-ref-format --branch`).",
+        help_text="What to check out: a branch, a tag, or a full 40-hex commit id (a branch wins "
+        "over a tag of the same name). Required unless `branch` is given.",
+    )
+    branch = serializers.CharField(
+        required=False,
+        max_length=gitpolicy.MAX_BRANCH_LENGTH,
+        trim_whitespace=False,
+        help_text="The older name of `ref`, for a branch only (rules of `git check-ref-format "
+        "--branch`); kept so that existing clients keep working.",
     )
     node = NodeField(help_text="Name or id of the node to clone onto.")
     depth = serializers.IntegerField(
@@ -149,6 +158,63 @@ class CloneRequestSerializer(StrictSerializer):
         min_value=1,
         max_value=MAX_CLONE_DEPTH,
         help_text="Shallow clone with this many commits of history.",
+    )
+    lfs = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Download Git LFS objects. Default: true when the node has git-lfs; true on a "
+        "node without it is refused (409).",
+    )
+    submodules = serializers.ChoiceField(
+        choices=list(gitpolicy.SUBMODULE_MODES),
+        required=False,
+        default="none",
+        help_text="`none` (default; the status counts the skipped ones) or `recursive`.",
+    )
+    filter = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        max_length=64,
+        trim_whitespace=False,
+        help_text="Partial clone: `blob:none`, `tree:0` or `blob:limit=<n>[k|m|g]`. Default: none.",
+    )
+    sparse = serializers.ListField(
+        child=serializers.CharField(max_length=255, trim_whitespace=False),
+        required=False,
+        default=list,
+        max_length=gitpolicy.MAX_SPARSE_PATHS,
+        help_text="Sparse checkout (cone mode): the folders to check out, relative to the "
+        "repository. Default: all.",
+    )
+
+
+    def to_internal_value(self, data):
+        # `ref` (or `branch`) is required; named with the other missing fields in one answer.
+        missing = isinstance(data, dict) and data.get("ref") is None and "branch" not in data
+        try:
+            values = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if missing and isinstance(exc.detail, dict):
+                exc.detail.setdefault("ref", [self._ref_required()])
+            raise
+        if missing:
+            raise serializers.ValidationError({"ref": [self._ref_required()]})
+        return values
+
+    @staticmethod
+    def _ref_required() -> str:
+        return "A branch, tag or full commit id is required (ref, or branch for a branch)."
+
+
+class PullRequestSerializer(StrictSerializer):
+    ref = serializers.CharField(
+        required=False,
+        max_length=gitpolicy.MAX_BRANCH_LENGTH,
+        trim_whitespace=False,
+        help_text="Move the checkout to this branch, tag or full commit id. Default: fetch and "
+        "fast-forward the branch it is on (a tag or commit is checked out again).",
     )
 
 
@@ -170,6 +236,7 @@ class JobSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "kind",
+            "ref",
             "state",
             "attempt",
             "max_attempts",
@@ -199,6 +266,11 @@ class ActiveJobField(serializers.Field):
 
 class ProjectSerializer(serializers.ModelSerializer):
     owner = serializers.IntegerField(source="owner_id", read_only=True)
+    ref = serializers.CharField(
+        source="branch", read_only=True, help_text="The branch, tag or commit asked for."
+    )
+    branch = serializers.CharField(read_only=True, help_text="The same as `ref` (older name).")
+    sparse = serializers.ListField(child=serializers.CharField(), read_only=True)
     node = NodeSummarySerializer(read_only=True)
     active_job = ActiveJobField()
 
@@ -210,12 +282,19 @@ class ProjectSerializer(serializers.ModelSerializer):
             "owner",
             "node",
             "git_url",
+            "ref",
             "branch",
+            "ref_kind",
             "depth",
+            "lfs",
+            "submodules",
+            "filter",
+            "sparse",
             "target_path",
             "status",
             "commit",
             "checkout_branch",
+            "submodules_skipped",
             "local_path",
             "last_error",
             "active_job",
@@ -229,6 +308,9 @@ class ProjectSerializer(serializers.ModelSerializer):
 class ProjectStatusSerializer(serializers.ModelSerializer):
     node = NodeSummarySerializer(read_only=True)
     branch = serializers.CharField(source="checkout_branch", read_only=True)
+    ref = serializers.CharField(
+        source="branch", read_only=True, help_text="The branch, tag or commit asked for."
+    )
     active_job = ActiveJobField()
 
     class Meta:
@@ -237,8 +319,11 @@ class ProjectStatusSerializer(serializers.ModelSerializer):
             "id",
             "status",
             "node",
+            "ref",
+            "ref_kind",
             "commit",
             "branch",
+            "submodules_skipped",
             "local_path",
             "active_job",
             "last_error",

@@ -23,6 +23,7 @@ from projects.api.serializers import (
     EventSerializer,
     ProjectSerializer,
     ProjectStatusSerializer,
+    PullRequestSerializer,
     canonical_uuid,
 )
 from projects.domain import ProjectStatus
@@ -143,15 +144,19 @@ class ProjectEventsView(generics.ListAPIView):
 
 class PullView(APIView):
     @extend_schema(
-        request=EmptyRequestSerializer,
+        request=PullRequestSerializer,
         responses={202: AcceptedJobSerializer, **errors(404, 409)},
-        summary="Queue a pull (fetch and fast-forward)",
+        summary="Queue a pull (fetch and fast-forward, or move to another ref)",
     )
     def post(self, request: Request, project_id) -> Response:
-        _no_body(request)
+        ref = None
+        if request.stream is not None or request.data:
+            serializer = PullRequestSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            ref = serializer.validated_data.get("ref")
         project = selectors.project_for(request.user, project_id)
         job = services.request_pull(
-            project=project, actor=request.user, request_id=request._request.request_id
+            project=project, actor=request.user, ref=ref, request_id=request._request.request_id
         )
         return _accepted(project, job)
 

@@ -39,8 +39,13 @@ def test_lease_hands_out_the_job_with_everything_the_agent_needs(session, queued
         "project_id": queued["project"]["id"],
         "git_url": "https://git.example.com/group/demo.git",
         "branch": "main",
+        "ref": "main",
         "target_path": f"{user.pk}_demo",
         "depth": None,
+        "lfs": False,
+        "submodules": "none",
+        "filter": "",
+        "sparse": [],
         "timeout_seconds": 3600,
     }
     assert body["lease"]["attempt"] == 1

@@ -227,7 +227,7 @@ def test_missing_fields_are_each_named(api, node):
         response = api.post(CLONE, {}, format="json")
 
     body = assert_refused(response, 400, "name", "This field is required.")
-    assert set(body["fields"]) == {"name", "git_url", "branch", "node"}
+    assert set(body["fields"]) == {"name", "git_url", "ref", "node"}
 
 
 @pytest.mark.parametrize(
@@ -454,7 +454,7 @@ def test_empty_body_answers_400_naming_every_required_field(api, node):
         response = post_raw(api, b"")
 
     body = assert_refused(response, 400, "git_url", "This field is required.")
-    assert set(body["fields"]) == {"name", "git_url", "branch", "node"}
+    assert set(body["fields"]) == {"name", "git_url", "ref", "node"}
 
 
 UNSAFE_STRINGS = [
