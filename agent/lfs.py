@@ -161,7 +161,12 @@ def download(git: Git, repo: str, url: str, policy: UrlPolicy, config: AgentConf
             continue
         replace_file(repo, pointer.path, stored, pointer.mode)
         replaced += 1
-    git.run("update-index", "-q", "--refresh", repo=repo, check=False)
+    # The index still has the pointer's size, which git takes as a change without looking
+    # (read-cache.c: a size that differs is modified); re-hashing the files through the clean
+    # filter stores the same blob ids with the new files' stat data.
+    done = [p.path for p in wanted if p.oid not in failed]
+    for start in range(0, len(done), 1000):
+        git.run("update-index", "--", *done[start : start + 1000], repo=repo)
     left = pointers(git, repo)
     if left:
         reasons = "; ".join(f"{p.path}: {failed.get(p.oid, 'not downloaded')}" for p in left[:10])

@@ -189,7 +189,6 @@ class CloneRequestSerializer(StrictSerializer):
         "repository. Default: all.",
     )
 
-
     def to_internal_value(self, data):
         # `ref` (or `branch`) is required; named with the other missing fields in one answer.
         missing = isinstance(data, dict) and data.get("ref") is None and "branch" not in data
