@@ -105,16 +105,17 @@ def update(git: Git, repo: str, parent: GitUrl, policy: UrlPolicy, *, level: int
     submodules = plan(git, repo, parent, policy)
     if not submodules:
         return 0
-    config_path = os.path.join(repo, ".git", "config")
+    # `--local` from the checkout itself: a nested submodule's .git is a file naming its
+    # repository under the top one's .git/modules.
     for sub in submodules:
-        git.run("config", "--file", config_path, f"submodule.{sub.name}.url", sub.url.url)
-        git.run("config", "--file", config_path, f"submodule.{sub.name}.active", "true")
+        git.run("config", "--local", f"submodule.{sub.name}.url", sub.url.url, cwd=repo)
+        git.run("config", "--local", f"submodule.{sub.name}.active", "true", cwd=repo)
     for sub in submodules:
         git.add_settings([(f"submodule.{sub.name}.update", "checkout")])
     count = 0
     paths = [sub.path for sub in submodules]
     git.run(
-        "submodule", "update", "--checkout", "--no-recurse-submodules", "--progress", "--",
+        "submodule", "update", "--checkout", "--",
         *paths, cwd=repo,
     )  # fmt: skip
     for sub in submodules:

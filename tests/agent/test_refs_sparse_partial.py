@@ -78,7 +78,13 @@ def layered(upstream):
     upstream.set_config("uploadpack.allowFilter", "true")
     upstream.set_config("uploadpack.allowAnySHA1InWant", "true")
     return upstream.commit(
-        {"models/a.txt": "a\n", "models/other/x.txt": "x\n", "models/deep/b.txt": "b\n", "docs/c.txt": "c\n", "top.txt": "t\n"},
+        {
+            "models/a.txt": "a\n",
+            "models/other/x.txt": "x\n",
+            "models/deep/b.txt": "b\n",
+            "docs/c.txt": "c\n",
+            "top.txt": "t\n",
+        },
         "layers",
     )
 

@@ -89,7 +89,11 @@ def lfs_git(*args: str, cwd: Path) -> str:
 
 
 def commit_lfs_files(
-    upstream: Upstream, endpoint: str, files: dict[str, bytes], *, plain: dict[str, str] | None = None
+    upstream: Upstream,
+    endpoint: str,
+    files: dict[str, bytes],
+    *,
+    plain: dict[str, str] | None = None,
 ) -> str:
     """Commit `files` as LFS objects (patterns from their suffixes) with a .lfsconfig naming
     `endpoint`, upload the objects to the LFS server, push; return the commit id."""
