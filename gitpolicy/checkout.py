@@ -19,7 +19,7 @@ REF_KINDS = ("branch", "tag", "commit")
 _COMMIT = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
 _BLOB_LIMIT = re.compile(r"blob:limit=(?P<number>[1-9][0-9]{0,12})(?P<unit>[kmg]?)\Z")
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}
-_PATH_PART = re.compile(r"[A-Za-z0-9._+@=,-][A-Za-z0-9 ._+@=,-]*\Z")
+_PATH_PART = re.compile(r"[A-Za-z0-9._+@=,][A-Za-z0-9 ._+@=,-]*\Z")
 _SUBMODULE_NAME = re.compile(r"[A-Za-z0-9._/+@=,-]{1,255}\Z")
 
 

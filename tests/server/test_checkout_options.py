@@ -3,12 +3,15 @@ and what the lease, the status and the node API show of them."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from nodes.models import Node
 from projects import domain
 from projects.models import Event, Job, Project
 from tests.support.api import AgentSession, assert_projections_match_log, clone_body
+from tests.support.policy_cases import REFUSED_FILTERS, REFUSED_REFS, REFUSED_SPARSE
 
 # The agent API's views are async and read through a connection of their own.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -227,3 +230,19 @@ def test_the_heartbeat_reports_git_and_git_lfs_versions(api, node, session):
     node.refresh_from_db()
     assert node.git_lfs_version == "3.3.0"
     assert Project.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [("filter", value, reason) for value, reason in REFUSED_FILTERS]
+    + [("sparse", value, reason) for value, reason in REFUSED_SPARSE]
+    + [("ref", value, reason) for value, reason in REFUSED_REFS],
+)
+def test_the_shared_table_of_refused_options_is_refused_here_too(api, node, field, value, reason):
+    response = clone(api, **{field: value})
+
+    assert response.status_code == 400, response.content
+    fields = response.json()["fields"]
+    messages = [m for name, ms in fields.items() if re.split(r"[.[]", name)[0] == field for m in ms]
+    assert messages, fields
+    assert not Event.objects.exists()

@@ -439,3 +439,56 @@ REFUSED_PROJECT_NAMES = [
     ("x.lock", "'.lock'"),
     ("a.b.lock", "'.lock'"),
 ]
+
+
+# --- Checkout options: partial-clone filters, sparse folders, refs, submodule URLs ------------
+
+VALID_FILTERS = ["", "blob:none", "tree:0", "blob:limit=1", "blob:limit=10k", "blob:limit=5m"]
+REFUSED_FILTERS = [
+    ("blob:some", "Use blob:none"),
+    ("tree:1", "Use blob:none"),
+    ("sparse:oid=HEAD:x", "Use blob:none"),
+    ("blob:limit=0", "Use blob:none"),
+    ("blob:limit=-1", "Use blob:none"),
+    ("blob:limit=2000g", "at most"),
+    ("combine:blob:none+tree:0", "Use blob:none"),
+    ("blob:none\n", "Use blob:none"),
+]
+VALID_SPARSE = [[], ["models"], ["models/deep", "src"], ["with space/x", "a.b_c-d"]]
+REFUSED_SPARSE = [
+    (["../etc"], "'.' or '..'"),
+    (["a/../../b"], "'.' or '..'"),
+    (["/abs"], "relative"),
+    (["a\\b"], "relative"),
+    (["a//b"], "empty"),
+    (["-option"], "may not start with '-'"),
+    (["a\nb"], "Path parts use"),
+    (["a\x00b"], "Path parts use"),
+    ([".git"], ".git"),
+    (["x/.GIT/hooks"], ".git"),
+    (["x" * 256], "at most 255"),
+    ([f"d{i}" for i in range(101)], "at most 100"),
+    (["a", "a"], "twice"),
+    ("models", "list"),
+]
+VALID_REFS = ["main", "v1.4.0", "release/2026-01", "0123456789abcdef0123456789abcdef01234567"]
+REFUSED_REFS = [
+    ("0123456789ABCDEF0123456789ABCDEF01234567", "lower case"),
+    ("-v1", "may not start with '-'"),
+    ("refs/tags/v1", "refs/"),
+    ("v1..2", "'..'"),
+    ("", "may not be empty"),
+]
+# (submodule URL, parent URL, the URL it resolves to or the reason it is refused)
+SUBMODULE_URLS = [
+    ("../lib.git", "https://example.com/group/app.git", "https://example.com/group/lib.git"),
+    ("./sub.git", "https://example.com/group/app.git", "https://example.com/group/app.git/sub.git"),
+    ("https://example.org/x.git", "https://example.com/a.git", "https://example.org/x.git"),
+    ("../../../../x.git", "https://example.com/group/app.git", "leaves the server's root"),
+    ("ext::sh-c-touch%/tmp/x", "https://example.com/a.git", "Remote helpers"),
+    ("file:///etc/x.git", "https://example.com/a.git", "not allowed"),
+    ("/srv/git/x.git", "https://example.com/a.git", "Local paths"),
+    ("-uupload-pack=touch", "https://example.com/a.git", "may not start with '-'"),
+    ("https://169.254.169.254/x.git", "https://example.com/a.git", "Link-local"),
+    ("https://10.0.0.1/x.git", "https://example.com/a.git", "not allowed on this server"),
+]
