@@ -135,7 +135,8 @@ def extras(job: Job, config: AgentConfig, git: Git, repo: str) -> Extras:
     else:
         skipped = len(submodules.gitlinks(git, repo))
     replaced = 0
-    if job.lfs:
+    # The endpoint is looked at only when there is something to fetch from it.
+    if job.lfs and lfs.pointers(git, repo):
         endpoint = lfs.endpoint(git, repo, job.git_url, url_policy)
         replaced = lfs.download(git, repo, endpoint, url_policy, config)
     return Extras(submodules=fetched, submodules_skipped=skipped, lfs_files=replaced)

@@ -96,13 +96,17 @@ def commit_lfs_files(
     plain: dict[str, str] | None = None,
 ) -> str:
     """Commit `files` as LFS objects (patterns from their suffixes) with a .lfsconfig naming
-    `endpoint`, upload the objects to the LFS server, push; return the commit id."""
+    `endpoint`, upload the objects to the LFS server, push; return the commit id. Later
+    commits of LFS files must come through here too: a plain `git add` would store them whole."""
     work = upstream.work
     (work / ".lfsconfig").write_text(f'[lfs]\n\turl = "{endpoint}"\n')
-    suffixes = sorted({Path(name).suffix for name in files})
-    (work / ".gitattributes").write_text(
-        "".join(f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in suffixes)
-    )
+    attributes = work / ".gitattributes"
+    lines = attributes.read_text().splitlines() if attributes.exists() else []
+    for suffix in sorted({Path(name).suffix for name in files}):
+        line = f"*{suffix} filter=lfs diff=lfs merge=lfs -text"
+        if line not in lines:
+            lines.append(line)
+    attributes.write_text("".join(f"{line}\n" for line in lines))
     for name, content in {**files, **(plain or {})}.items():
         path = work / name
         path.parent.mkdir(parents=True, exist_ok=True)
