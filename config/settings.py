@@ -138,9 +138,11 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 X_FRAME_OPTIONS = "DENY"
-# Bodies above this are answered 413 in JSON before any view runs.
+# Bodies above this are answered 413 in JSON before they are read (`core.asgi_limits`).
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# Django spools a body to a temporary file past this size; every body it sees stays in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, MAX_REQUEST_BODY_BYTES)
 MAX_JSON_DEPTH = env.int("MAX_JSON_DEPTH", default=10)
 
 # --- REST framework and the schema ----------------------------------------------------------
