@@ -11,16 +11,19 @@ import os
 
 import django
 from django.conf import settings
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)
 
-from config.handlers import AGENT_API_PREFIX, GitfleetASGIHandler  # noqa: E402 - after setup()
+from config.handlers import (  # noqa: E402 - after setup()
+    AGENT_API_PREFIX,
+    GitfleetASGIHandler,
+    StaticFilesHandler,
+)
 from core.asgi_limits import RequestLimits  # noqa: E402 - after setup()
 
 application = RequestLimits(
-    ASGIStaticFilesHandler(GitfleetASGIHandler()),
+    StaticFilesHandler(GitfleetASGIHandler()),
     max_body_bytes=settings.MAX_REQUEST_BODY_BYTES,
     bearer_prefixes={AGENT_API_PREFIX: "gfa_"},
 )

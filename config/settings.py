@@ -41,6 +41,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so its one line per request covers every answer, redirects and refusals included.
     "core.middleware.RequestLogMiddleware",
+    # Before SecurityMiddleware, whose HTTPS redirect reads the host too.
+    "core.middleware.AllowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.RequestIdMiddleware",
     "core.middleware.JsonBodyLimitMiddleware",
@@ -56,6 +58,7 @@ MIDDLEWARE = [
 # with this shorter stack, all of it async, so an agent call never hops to a thread for middleware.
 AGENT_API_MIDDLEWARE = [
     "core.middleware.RequestLogMiddleware",
+    "core.middleware.AllowedHostMiddleware",
     "core.middleware.InlineSecurityMiddleware",
     "core.middleware.RequestIdMiddleware",
     "core.middleware.JsonBodyLimitMiddleware",

@@ -3,10 +3,18 @@
 Domain exceptions from the service layer are mapped to HTTP statuses here and nowhere else.
 """
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import (
+    DisallowedHost,
+    PermissionDenied,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
@@ -96,6 +104,36 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse(error_body("Not found.", "not_found"), status=404)
     return defaults.page_not_found(request, exception)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """`handler400`: a refused `Host` (or another suspicious request) under /api/ answers JSON."""
+    if not request.path.startswith("/api/"):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, DisallowedHost):
+        fields = {"Host": ["Not a host name this server answers to (ALLOWED_HOSTS)."]}
+        return JsonResponse(error_body("Invalid Host header.", "bad_host", fields), status=400)
+    if isinstance(exception, TooManyFieldsSent | TooManyFilesSent):
+        fields = {"body": ["Too many fields."]}
+        return JsonResponse(error_body("Bad request.", "bad_request", fields), status=400)
+    return JsonResponse(error_body("Bad request.", "bad_request"), status=400)
+
+
+def get_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wraps a page view (the API docs) so that methods other than GET and HEAD get a JSON 405:
+    the page's HTML renderer has no template for anything else."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            message = f'Method "{request.method}" not allowed.'
+            fields = {"method": [f"{message} Use GET."]}
+            response = JsonResponse(error_body(message, "method_not_allowed", fields), status=405)
+            response["Allow"] = "GET, HEAD"
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
