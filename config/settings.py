@@ -108,11 +108,18 @@ else:
     # Under ASGI a request's connection lives in a short-lived thread, so persistent connections
     # would leak; a per-process pool hands connections out and takes them back instead.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # With a pool, Django turns this into psycopg_pool's `check=ConnectionPool.check_connection`:
+    # a pooled connection is tried (an empty query) before it is handed out, so one that a
+    # database restart closed is replaced instead of failing the request that takes it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
         "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
-        "timeout": 10,
+        # Seconds a request waits for a connection; past it, 503 (`core.errors`).
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
     }
+# Seconds a client is told to wait (`Retry-After`) when the database cannot be reached.
+DATABASE_RETRY_AFTER_SECONDS = env.int("DATABASE_RETRY_AFTER_SECONDS", default=5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -4,6 +4,8 @@ Domain exceptions from the service layer are mapped to HTTP statuses here and no
 """
 
 import functools
+import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +17,7 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
@@ -23,6 +26,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.exceptions import DomainError
 from core.parsers import PayloadTooLarge
+
+logger = logging.getLogger(__name__)
 
 # Refusals that are about the request itself rather than one body field: which part to name.
 _REQUEST_PART_AT_FAULT: tuple[tuple[type[exceptions.APIException], str, str], ...] = (
@@ -64,7 +69,29 @@ def domain_error_response(exc: DomainError) -> JsonResponse:
     return JsonResponse(error_body(exc.message, exc.code, fields), status=exc.status)
 
 
+# Errors that mean the database cannot be reached (or dropped the connection mid-request).
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+def database_unavailable_body() -> dict:
+    return error_body("The database is unavailable; try again shortly.", "database_unavailable")
+
+
+def database_unavailable_response() -> JsonResponse:
+    """503 with `Retry-After`, for a request whose database work could not reach the database."""
+    response = JsonResponse(database_unavailable_body(), status=503)
+    response["Retry-After"] = str(settings.DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        logger.warning("database unavailable: %s", exc)
+        return Response(
+            database_unavailable_body(),
+            status=503,
+            headers={"Retry-After": str(settings.DATABASE_RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, DomainError):
         fields = {exc.field: [exc.message]} if exc.field else None
         return Response(error_body(exc.message, exc.code, fields), status=exc.status)
@@ -137,7 +164,11 @@ def get_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    """`handler500`: a crash under /api/ still answers in JSON, and says nothing more."""
+    """`handler500`: a crash under /api/ still answers in JSON, and says nothing more; one that
+    could not reach the database (in middleware or the admin) answers 503 anywhere."""
+    # Django calls this from inside its `except` block, as its own 500 page does.
+    if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
+        return database_unavailable_response()
     if request.path.startswith("/api/"):
         return JsonResponse(error_body("Server error.", "server_error"), status=500)
     return defaults.server_error(request)

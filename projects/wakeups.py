@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "gitfleet_jobs"
 ALL_NODES = "*"
+# Seconds without a notification after which the listener checks its connection is alive.
+LISTEN_PING_SECONDS = 30.0
+_FIRST_BACKOFF = 0.2
+_MAX_BACKOFF = 2.0
 
 # Events after which a node may have a job to lease: a new job, a lease given back, or a
 # finished job that unblocks the next one of its project.
@@ -154,28 +158,40 @@ class Hub:
         self._listener = loop.create_task(self._listen(), name="gitfleet-listener")
 
     async def _listen(self) -> None:
+        """Holds the `LISTEN` connection, reconnecting by itself whenever it is lost.
+
+        A database restart closes the connection (psycopg raises); a connection that dies
+        without a word (a dropped network path) is found by the ping after each quiet
+        `LISTEN_PING_SECONDS`. Reconnection is retried at most `_MAX_BACKOFF` apart, and once
+        back every waiter re-checks, because notifications sent meanwhile were lost.
+        """
         import psycopg
 
-        backoff = 0.5
+        backoff = _FIRST_BACKOFF
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(_conninfo(), autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(
+                    _conninfo(), autocommit=True, connect_timeout=10
+                )
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.listener_connected = True
-                    backoff = 0.5
-                    # Anything announced while we were not listening is found by a re-check.
+                    backoff = _FIRST_BACKOFF
+                    logger.info("job listener connected")
                     self.wake(ALL_NODES)
-                    async for notification in conn.notifies():
-                        self.wake(notification.payload)
+                    while True:
+                        async for notification in conn.notifies(timeout=LISTEN_PING_SECONDS):
+                            self.wake(notification.payload)
+                        await asyncio.wait_for(conn.execute("SELECT 1"), LISTEN_PING_SECONDS)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.warning("job listener lost its connection; reconnecting", exc_info=True)
+            except Exception as exc:
+                # A restart is expected now and then: one line, no traceback.
+                logger.warning("job listener lost its connection (%s); reconnecting", exc)
             finally:
                 self.listener_connected = False
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
 
 
 def _conninfo() -> str:
