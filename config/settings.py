@@ -3,6 +3,7 @@
 Every variable read here is listed, with its default, in the README's configuration table.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -33,6 +34,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "accounts",
     "nodes",
     "projects",
@@ -52,6 +54,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: answers a locked-out login before the view runs.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # Agent calls carry no cookie, session or CSRF token: `config.handlers` serves `/api/v1/agent/`
@@ -122,6 +126,22 @@ else:
 DATABASE_RETRY_AFTER_SECONDS = env.int("DATABASE_RETRY_AFTER_SECONDS", default=5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Password logins (the admin's and the browsable API's) -----------------------------------
+# django-axes counts failed logins in the database (so across server processes) and refuses
+# further attempts, right or wrong, for an account or an address that failed too often.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("LOGIN_LOCKOUT_SECONDS", default=900))
+# Either is enough to lock: one account tried from many addresses, or one address trying many.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# Successful logins are already in the request log; failures are what axes must keep. The
+# address is REMOTE_ADDR, which uvicorn takes from X-Forwarded-For only from FORWARDED_ALLOW_IPS.
+AXES_DISABLE_ACCESS_LOG = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -240,5 +260,9 @@ LOGGING = {
     # uvicorn's own lines (start, stop, errors) in the same format. Not its parent "uvicorn":
     # configuring that would reset "uvicorn.access", which `--no-access-log` keeps silent
     # because `gitfleet.request` replaces it.
-    "loggers": {"uvicorn.error": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}},
+    "loggers": {
+        "uvicorn.error": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # django-axes announces its configuration at every start, manage.py commands included.
+        "axes.apps": {"level": "WARNING"},
+    },
 }
