@@ -26,8 +26,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "gitfleet_jobs"
 ALL_NODES = "*"
-# Seconds without a notification after which the listener checks its connection is alive.
-LISTEN_PING_SECONDS = 30.0
+# Seconds between the listener's reconnection attempts: doubling from the first to the most.
 _FIRST_BACKOFF = 0.2
 _MAX_BACKOFF = 2.0
 
@@ -158,13 +157,8 @@ class Hub:
         self._listener = loop.create_task(self._listen(), name="gitfleet-listener")
 
     async def _listen(self) -> None:
-        """Holds the `LISTEN` connection, reconnecting by itself whenever it is lost.
-
-        A database restart closes the connection (psycopg raises); a connection that dies
-        without a word (a dropped network path) is found by the ping after each quiet
-        `LISTEN_PING_SECONDS`. Reconnection is retried at most `_MAX_BACKOFF` apart, and once
-        back every waiter re-checks, because notifications sent meanwhile were lost.
-        """
+        """Holds the `LISTEN` connection and reconnects by itself, at most `_MAX_BACKOFF` apart,
+        whenever it is lost; once back, every waiter re-checks for work announced meanwhile."""
         import psycopg
 
         backoff = _FIRST_BACKOFF
@@ -179,10 +173,9 @@ class Hub:
                     backoff = _FIRST_BACKOFF
                     logger.info("job listener connected")
                     self.wake(ALL_NODES)
-                    while True:
-                        async for notification in conn.notifies(timeout=LISTEN_PING_SECONDS):
-                            self.wake(notification.payload)
-                        await asyncio.wait_for(conn.execute("SELECT 1"), LISTEN_PING_SECONDS)
+                    # A restart closes the connection: psycopg raises, and the loop reconnects.
+                    async for notification in conn.notifies():
+                        self.wake(notification.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
