@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 
-LOGIN_PAGES = ["/admin/login/", "/api-auth/login/"]
+LOGIN_PAGES = ["/admin/login/", "/accounts/login/", "/api-auth/login/"]
 PASSWORD = "correct horse battery staple"
 
 
