@@ -72,10 +72,6 @@ def _domain_error_body(exc: DomainError) -> dict:
     return error_body(message, exc.code, {exc.field: [exc.message]})
 
 
-def domain_error_response(exc: DomainError) -> JsonResponse:
-    return JsonResponse(_domain_error_body(exc), status=exc.status)
-
-
 # Errors that mean the database cannot be reached (or dropped the connection mid-request).
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
