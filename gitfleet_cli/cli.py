@@ -455,6 +455,13 @@ def _tokens_call(call: Callable[[], Any], *, one_token: str = "") -> Any:
         raise
 
 
+def _token_state(token: dict[str, Any]) -> str:
+    """`active`, `revoked` or `expired`: the server lists revoked tokens too, for the record."""
+    if token.get("revoked_at"):
+        return "revoked"
+    return "active" if token.get("active", True) else "expired"
+
+
 def cmd_tokens_list(args: argparse.Namespace, ctx: Context) -> int:
     """Lists the person's API tokens."""
     tokens = _tokens_call(lambda: list(ctx.client.pages(TOKENS_PATH)))
@@ -462,6 +469,7 @@ def cmd_tokens_list(args: argparse.Namespace, ctx: Context) -> int:
         [
             str(t.get("id", "")),
             str(t.get("name", "")),
+            _token_state(t),
             str(t.get("created_at") or "-"),
             str(t.get("expires_at") or "never"),
             str(t.get("last_used_at") or "never"),
@@ -469,7 +477,7 @@ def cmd_tokens_list(args: argparse.Namespace, ctx: Context) -> int:
         for t in tokens
     ]
     ctx.output.result(
-        tokens, lambda: table(["ID", "NAME", "CREATED", "EXPIRES", "LAST USED"], rows)
+        tokens, lambda: table(["ID", "NAME", "STATE", "CREATED", "EXPIRES", "LAST USED"], rows)
     )
     return ExitCode.OK
 
