@@ -96,7 +96,7 @@ def last_error(project: Project) -> dict | None:
     failed or was cancelled."""
     job = active_job(project)
     if job is not None and job.error:
-        retry_at = job.available_at.isoformat() if job.state == JobState.QUEUED else None
+        retry_at = job.available_at if job.state == JobState.QUEUED else None
         return {**job.error, "job_id": str(job.pk), "kind": job.kind, "retry_at": retry_at}
     return project.last_error
 
