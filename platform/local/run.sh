@@ -24,7 +24,9 @@ DEMO_GIT_PORT="${GITFLEET_DEMO_GIT_PORT:-9418}"
 
 ports=("$PORT:GITFLEET_PORT")
 if [ "$DEMO" = "1" ]; then ports+=("$DEMO_GIT_PORT:GITFLEET_DEMO_GIT_PORT"); fi
-"$PY" platform/local/ports.py "$HOST" "${ports[@]}" || exit 1
+RUN_COMMAND="make run"
+if [ "$DEMO" = "1" ]; then RUN_COMMAND="make demo"; fi
+GITFLEET_RUN_COMMAND="$RUN_COMMAND" "$PY" platform/local/ports.py "$HOST" "${ports[@]}" || exit 1
 
 LOCAL_ENV="$GITFLEET_DATA_DIR/local.env"
 if [ ! -f "$LOCAL_ENV" ]; then
@@ -79,7 +81,9 @@ trap stop INT TERM EXIT
 
 if [ "$DEMO" = "1" ]; then
     "$PY" platform/local/demo.py prepare "$GITFLEET_DATA_DIR/demo"
-    git daemon --reuseaddr --export-all --listen=127.0.0.1 --port="$DEMO_GIT_PORT" \
+    # git-daemon itself, not `git daemon`: that wrapper would be the one stopped, leaving the
+    # daemon holding the port (and a background job here ignores the terminal's Ctrl-C).
+    "$(git --exec-path)/git-daemon" --reuseaddr --export-all --listen=127.0.0.1 --port="$DEMO_GIT_PORT" \
         --base-path="$GITFLEET_DATA_DIR/demo/served" "$GITFLEET_DATA_DIR/demo/served" &
     pids+=($!)
 fi
@@ -123,7 +127,8 @@ Gitfleet is running.
   Browsable API   $URL/api/v1/
   API docs        $URL/api/docs/     (Swagger)  and  $URL/api/redoc/
   Node 'local'    storage in ${AGENT_STORAGE_PATH:-$GITFLEET_DATA_DIR/node}
-  API token       .venv/bin/python manage.py create_token admin
+  In a new shell  GITFLEET=$URL
+                  TOKEN=\$(.venv/bin/python manage.py create_token admin | tail -n 1)
 Press Ctrl-C to stop.
 INFO
 
