@@ -88,27 +88,31 @@ if [ "$DEMO" = "1" ]; then
     pids+=($!)
 fi
 
-"$PY" -m uvicorn config.asgi:application --host "$HOST" --port "$PORT" \
+GITFLEET_RUN_ID="$("$PY" -c 'import secrets; print(secrets.token_hex(8))')"
+GITFLEET_RUN_ID="$GITFLEET_RUN_ID" "$PY" -m uvicorn config.asgi:application --host "$HOST" --port "$PORT" \
     --timeout-graceful-shutdown 5 --no-access-log --lifespan off &
 server_pid=$!
 pids+=("$server_pid")
 
-# Healthy means *this* server answers: the process started above is alive and the port answers.
+# Healthy means *this* server answers: the process started above is alive and /healthz names
+# this run. Another program that took the port meanwhile answers without it (or not at all).
 healthy=0
 for _ in $(seq 1 150); do
     if ! kill -0 "$server_pid" 2>/dev/null; then
         echo "The server did not start (see its log above); nothing is running on $URL." >&2
         exit 1
     fi
-    if "$PY" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" \
-        "$URL/healthz" 2>/dev/null; then
+    if "$PY" -c 'import json, sys, urllib.request
+answer = json.load(urllib.request.urlopen(sys.argv[1], timeout=1))
+sys.exit(0 if answer.get("run") == sys.argv[2] else 1)' "$URL/healthz" "$GITFLEET_RUN_ID" 2>/dev/null; then
         healthy=1
         break
     fi
     sleep 0.2
 done
 if [ "$healthy" != 1 ]; then
-    echo "The server on $URL did not answer /healthz within 30 s." >&2
+    echo "The server started here did not answer on $URL within 30 s (is another program" \
+        "answering there? choose another port with GITFLEET_PORT)." >&2
     exit 1
 fi
 
