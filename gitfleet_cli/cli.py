@@ -380,8 +380,12 @@ def _status_lines(status: dict[str, Any]) -> list[str]:
         progress = job.get("progress") or {}
         done = f", {progress['percent']}%" if isinstance(progress.get("percent"), int) else ""
         lines.append(f"job:      {job['kind']} {job['state']} (attempt {job['attempt']}{done})")
+    reason = status.get("reason")
     error = status.get("last_error")
-    if error:
+    if reason:
+        retry = f" (tried again at {reason['retry_at']})" if reason.get("retry_at") else ""
+        lines.append(f"why:      {reason.get('code', '')}: {reason.get('message', '')}{retry}")
+    elif error:
         lines.append(f"error:    {error.get('code', '')}: {error.get('message', '')}")
     return lines
 

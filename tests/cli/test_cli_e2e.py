@@ -215,6 +215,8 @@ def test_a_failed_clone_exits_1_with_its_reason(
     assert done.returncode == 1, done.stderr
     assert "clone missing: failed:" in done.stderr
     assert "status:   failed" in done.stdout
+    # The status says why, from the answer's reason: the failed job's error.
+    assert re.search(r"^why:      \w+: .+", done.stdout, re.MULTILINE), done.stdout
 
 
 def test_without_the_watch_api_the_follower_polls_status(
