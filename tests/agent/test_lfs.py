@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import JobFailure
+from agent.git import JobControl
 from tests.support.gitservers import Upstream, git
 from tests.support.jobs import run_job
 from tests.support.lfsserver import LfsServer, commit_lfs_files, start_lfs_server
@@ -99,3 +100,14 @@ def test_an_lfs_endpoint_on_a_private_host_is_refused(make_config, lfs_upstream,
 
     assert raised.value.code == "lfs_url_refused"
     assert "127.0.0.1" in raised.value.message
+
+
+def test_lfs_downloads_report_progress(config, lfs_upstream, git_daemon):
+    control = JobControl()
+
+    run_job(config, control, git_url=git_daemon.url(lfs_upstream.name), lfs=True)
+
+    progress = control.progress()
+    assert progress["phase"] == "lfs"
+    assert progress["percent"] == 100
+    assert progress["bytes"] == len(WEIGHTS) + len(TOKENIZER)

@@ -122,3 +122,29 @@ def test_partial_clone_filters_are_recorded_and_pulls_work(
 
     assert run_job(config, kind="pull", git_url=url, filter=spec).commit == new
     assert (checkout / "docs" / "c.txt").read_text() == "c3\n"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("submodule.x.update", "!touch /tmp/gitfleet-pwned"),
+        ("filter.lfs.smudge", "touch /tmp/gitfleet-pwned"),
+        ("lfs.url", "http://169.254.169.254/"),
+        ("core.worktree", "/etc"),
+        ("remote.origin.uploadpack", "touch /tmp/gitfleet-pwned"),
+    ],
+)
+def test_pull_accepts_what_the_agent_wrote_and_nothing_else(
+    config, upstream, git_daemon, layered, key, value
+):
+    url = git_daemon.url(upstream.name)
+    checkout = Path(run_job(config, git_url=url, sparse=["models"], filter="blob:none").local_path)
+    assert run_job(config, kind="pull", git_url=url, sparse=["models"], filter="blob:none")
+    git("config", key, value, cwd=checkout)
+
+    with pytest.raises(JobFailure) as raised:
+        run_job(config, kind="pull", git_url=url, sparse=["models"], filter="blob:none")
+
+    assert raised.value.code == "unsafe_path"
+    assert key in raised.value.message.lower()
+    assert not Path("/tmp/gitfleet-pwned").exists()
