@@ -185,9 +185,11 @@ def assert_nothing_ran(markers: Path) -> None:
 
 
 def assert_plain_checkout(checkout: Path, links: dict[str, str]) -> None:
-    """No symlink anywhere: each link of the repository is a small file holding its text."""
-    assert [p for p in walk(checkout) if p.is_symlink()] == []
-    assert {name: (checkout / name).read_text() for name in links} == links
+    """Each link of the repository is a symlink as git makes it (AGENT_GIT_SYMLINKS defaults
+    to true), pointing where the repository says and never dereferenced; nothing else is one."""
+    found = {str(p.relative_to(checkout)) for p in walk(checkout) if p.is_symlink()}
+    assert found == set(links)
+    assert {name: os.readlink(checkout / name) for name in links} == links
     assert not (checkout / "evil").exists() or os.listdir(checkout / "evil") == []
     assert not (checkout / ".git" / "hooks").exists()
     assert not (checkout / ".git" / "modules").exists()
