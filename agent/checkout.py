@@ -94,7 +94,7 @@ def finish_clone(job: Job, resolved: Resolved, config: AgentConfig, git: Git, re
 
 def move(job: Job, resolved: Resolved, git: Git, repo: str) -> None:
     """Move an existing, clean checkout to another branch, a tag or a commit (pull with ref)."""
-    source = _fetch_source(job, git, repo)
+    source = fetch_source(job, git, repo)
     if resolved.kind == "branch":
         tracking = f"refs/remotes/origin/{resolved.ref}"
         git.run(
@@ -116,13 +116,6 @@ def move(job: Job, resolved: Resolved, git: Git, repo: str) -> None:
     else:
         commit = _fetch_commit(job, git, repo)
     git.run("checkout", "--quiet", "--detach", commit, repo=repo)
-
-
-def fetch_source(job: Job, git: Git, repo: str) -> str:
-    """What a pull fetches from: the URL, or `origin` in a partial clone (git applies the
-    recorded filter only to the promisor remote, by name; `_check_checkout` made sure the
-    origin URL is the project's)."""
-    return _fetch_source(job, git, repo)
 
 
 def extras(job: Job, config: AgentConfig, git: Git, repo: str) -> Extras:
@@ -151,7 +144,9 @@ def current(git: Git, repo: str) -> Resolved:
     return Resolved(commit, "commit")
 
 
-def _fetch_source(job: Job, git: Git, repo: str) -> str:
+def fetch_source(job: Job, git: Git, repo: str) -> str:
+    """What a pull fetches from: the URL, or `origin` in a partial clone (git applies the
+    recorded filter only to the promisor remote, by name), once its URL is the project's."""
     config_path = os.path.join(repo, ".git", "config")
     promisor = git.run(
         "config", "--file", config_path, "--get", "remote.origin.promisor", check=False
@@ -170,7 +165,7 @@ def _fetch_commit(job: Job, git: Git, repo: str) -> str:
     if present.returncode != 0:
         fetched = git.run(
             "fetch", "--progress", "--no-tags", "--no-recurse-submodules",
-            "--no-write-fetch-head", "--", _fetch_source(job, git, repo), job.ref,
+            "--no-write-fetch-head", "--", fetch_source(job, git, repo), job.ref,
             repo=repo, check=False,
         )  # fmt: skip
         again = git.run("cat-file", "-e", f"{job.ref}^{{commit}}", repo=repo, check=False)
