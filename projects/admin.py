@@ -208,10 +208,23 @@ class ProjectAdmin(ReadOnlyAdmin):
     actions = ["pull", "delete_checkout", "cancel", "retry"]
     fieldsets = [
         (None, {"fields": ["id", "name", "owner", "node_presence", "status", "version"]}),
-        ("Source", {"fields": ["git_url", "branch", "depth"]}),
+        (
+            "Source",
+            {"fields": ["git_url", "branch", "depth", "lfs", "submodules", "filter", "sparse"]},
+        ),
         (
             "Checkout",
-            {"fields": ["target_path", "commit", "checkout_branch", "local_path", "error"]},
+            {
+                "fields": [
+                    "target_path",
+                    "commit",
+                    "ref_kind",
+                    "checkout_branch",
+                    "submodules_skipped",
+                    "local_path",
+                    "error",
+                ]
+            },
         ),
         ("Times", {"fields": ["created_at", "updated_at"]}),
     ]
@@ -225,9 +238,15 @@ class ProjectAdmin(ReadOnlyAdmin):
         "git_url",
         "branch",
         "depth",
+        "lfs",
+        "submodules",
+        "filter",
+        "sparse",
         "target_path",
         "commit",
+        "ref_kind",
         "checkout_branch",
+        "submodules_skipped",
         "local_path",
         "error",
         "created_at",
