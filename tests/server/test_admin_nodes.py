@@ -155,3 +155,15 @@ def test_token_views_need_the_change_permission(client, make_user, node_and_toke
 
     assert rotate.status_code == revoke.status_code == 403
     assert works(plaintext)
+
+
+def test_changelist_and_page_show_git_and_git_lfs_versions(admin_client, make_node):
+    node, _ = make_node("lfs-box")
+    Node.objects.filter(pk=node.pk).update(git_version="2.39.5", git_lfs_version="3.3.0")
+
+    listed = admin_client.get(CHANGELIST).content.decode()
+    page = admin_client.get(reverse("admin:nodes_node_change", args=[node.pk])).content.decode()
+
+    for html in (listed, page):
+        assert "2.39.5" in html
+        assert "3.3.0" in html
