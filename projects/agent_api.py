@@ -46,7 +46,8 @@ logger = logging.getLogger(__name__)
 
 class HeartbeatRequestSerializer(StrictSerializer):
     instance_id = StrictUUIDField(help_text="Made fresh each time the agent starts.")
-    agent_version = serializers.CharField(max_length=50)
+    # Not trimmed: trimming let 51 characters with a leading control character past the bound.
+    agent_version = serializers.CharField(max_length=50, trim_whitespace=False)
     hostname = serializers.CharField(max_length=255)
     disk_free_bytes = serializers.IntegerField(
         min_value=0, max_value=BigIntegerField.MAX_BIGINT, allow_null=True, required=False
@@ -55,11 +56,16 @@ class HeartbeatRequestSerializer(StrictSerializer):
         child=StrictUUIDField(), max_length=256, required=False, default=list
     )
     git_version = serializers.CharField(
-        max_length=50, required=False, allow_blank=True, help_text="`git --version`'s number."
+        max_length=50,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="`git --version`'s number.",
     )
     git_lfs_version = serializers.CharField(
-        max_length=50, required=False, allow_blank=True, help_text="Empty: no git-lfs."
-    )
+        max_length=50, required=False, allow_blank=True, trim_whitespace=False,
+        help_text="Empty: no git-lfs.",
+    )  # fmt: skip
 
 
 class HeartbeatResponseSerializer(serializers.Serializer):

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 import gitpolicy
@@ -205,6 +205,19 @@ class CloneRequestSerializer(StrictSerializer):
     @staticmethod
     def _ref_required() -> str:
         return "A branch, tag or full commit id is required (ref, or branch for a branch)."
+
+
+@extend_schema_serializer(component_name="CloneRequest")
+class CloneRequestSchemaSerializer(CloneRequestSerializer):
+    """The clone request as the schema states it: `ref` required. `branch` alone is still
+    accepted, as the older name of `ref` for a branch, so that existing clients keep working."""
+
+    ref = serializers.CharField(
+        max_length=gitpolicy.MAX_BRANCH_LENGTH,
+        trim_whitespace=False,
+        help_text="What to check out: a branch, a tag, or a full 40-hex commit id (a branch wins "
+        "over a tag of the same name). A body with `branch` instead is accepted too.",
+    )
 
 
 class PullRequestSerializer(StrictSerializer):

@@ -18,6 +18,7 @@ from nodes.models import NODE_NAME_PATTERN
 from projects import selectors, services
 from projects.api.serializers import (
     AcceptedJobSerializer,
+    CloneRequestSchemaSerializer,
     CloneRequestSerializer,
     EmptyRequestSerializer,
     EventSerializer,
@@ -44,7 +45,7 @@ def _no_body(request: Request) -> None:
 
 class CloneView(APIView):
     @extend_schema(
-        request=CloneRequestSerializer,
+        request=CloneRequestSchemaSerializer,
         responses={202: AcceptedJobSerializer, **errors(409)},
         summary="Create a project and queue its clone on a node",
     )
