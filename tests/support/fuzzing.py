@@ -56,9 +56,11 @@ LIVE_LEASE = "live-lease"
 ACCEPTABLE_CLONE = {
     "name": "fuzz-clone",
     "git_url": "https://git.example.com/group/fuzz.git",
-    "branch": "main",
+    "ref": "main",
     "node": "node-1",
 }
+# Optional clone fields whose random values almost never pass; `branch` must equal `ref`.
+_ACCEPTABLE_CLONE_OPTIONS = {"branch": "main", "filter": "", "sparse": []}
 
 # A git credential the fuzz server accepts, and a secret to rotate one to; random strings
 # almost never pass the token and host checks.
@@ -142,8 +144,9 @@ def steer_body(body: Any) -> st.SearchStrategy:
         return st.just(body)
     if _fits(body, {"lease_token": 64}):
         return st.sampled_from([body, _one_outcome({**body, "lease_token": LIVE_LEASE})])
-    if _fits(body, {"name": 100, "git_url": 2048, "branch": 255, "node": 64}):
-        return st.sampled_from([body, {**body, **ACCEPTABLE_CLONE}])
+    if _fits(body, {"name": 100, "git_url": 2048, "ref": 255, "node": 64}):
+        options = {k: v for k, v in _ACCEPTABLE_CLONE_OPTIONS.items() if k in body}
+        return st.sampled_from([body, {**body, **ACCEPTABLE_CLONE, **options}])
     if _is_credential(body):
         optional = {name: "" for name in ("username", "known_hosts") if name in body}
         return st.sampled_from([body, {**body, **ACCEPTABLE_CREDENTIAL, **optional}])
