@@ -97,10 +97,11 @@ def changed_paths(git: Git, target: str, *, untracked: bool = True) -> list[str]
 
 def local_work(git: Git, target: str) -> LocalWork:
     """Uncommitted changes, untracked-not-ignored files and commits no remote-tracking branch
-    holds (of HEAD and of every local branch)."""
+    holds (of HEAD, of every local branch and of the backups a `reset` pull made)."""
     commits = git.run(
-        "log", "--format=%h %s", "HEAD", "--branches", "--not", "--remotes", repo=target
-    ).stdout.splitlines()
+        "log", "--format=%h %s", "HEAD", "--branches", f"--glob={BACKUP_REFS}/*",
+        "--not", "--remotes", repo=target,
+    ).stdout.splitlines()  # fmt: skip
     return LocalWork(changed=changed_paths(git, target), unpushed=commits)
 
 

@@ -141,6 +141,20 @@ def test_reset_backs_up_everything_then_equals_upstream(config, upstream, git_da
     assert (checkout / "run.log").read_text() == "ignored\n"
 
 
+def test_a_backup_counts_as_local_work_for_delete(config, upstream, git_daemon, checkout):
+    (checkout / "notes.txt").write_text("mine\n")
+    upstream.commit({"README.md": "upstream edit\n"})
+    pull(config, upstream, git_daemon, "reset")
+    assert git("status", "--porcelain", cwd=checkout) == ""
+
+    with pytest.raises(JobFailure) as raised:
+        delete(config)
+
+    assert raised.value.code == "local_changes"
+    assert "gitfleet: backup" in raised.value.message
+    assert checkout.exists()
+
+
 def test_reset_of_a_clean_checkout_makes_no_backup(config, upstream, git_daemon, checkout):
     new = upstream.commit({"README.md": "upstream edit\n"})
 
