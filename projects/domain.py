@@ -930,30 +930,17 @@ def _lease_released(job: Job, event: JobLeaseReleased, at: datetime) -> Job:
     return _unleased(job, state=JobState.QUEUED, available_at=at, updated_at=at)
 
 
-@_mutates(JobAttemptFailed)
-def _attempt_failed(state: Project, event: JobAttemptFailed, version: int, at: datetime) -> Project:
-    """The job waits to retry; the project's `last_error` says why now, so that a pending
-    project never shows an older job's error while this one's is the news."""
-    before = state.jobs.get(event.job_id)
-    if before is None:
-        return _stepped(state, version, at)
-    job = _unleased(
-        before,
+@_job_mutator(JobAttemptFailed)
+def _attempt_failed(job: Job, event: JobAttemptFailed, at: datetime) -> Job:
+    return _unleased(
+        job,
         state=JobState.QUEUED,
-        failures=before.failures + 1,
-        timeouts=_timeouts(before, event.error),
+        failures=job.failures + 1,
+        timeouts=_timeouts(job, event.error),
         available_at=event.retry_at,
         error=event.error,
         updated_at=at,
     )
-    last_error = {
-        **event.error,
-        "job_id": job.id,
-        "kind": job.kind.value,
-        "at": _iso(at),
-        "retry_at": _iso(event.retry_at),
-    }
-    return _stepped(state, version, at, jobs=_with_job(state, job), last_error=last_error)
 
 
 def _succeeded_job(job: Job, event: JobSucceeded, at: datetime) -> Job:
