@@ -211,7 +211,7 @@ class JobSerializer(serializers.ModelSerializer):
     def get_progress(self, job: Job) -> dict:
         return progress.current(job)[0]
 
-    @extend_schema_field(OpenApiTypes.DATETIME)
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_progress_at(self, job: Job) -> str | None:
         moment = progress.current(job)[1]
         return serializers.DateTimeField().to_representation(moment) if moment else None
