@@ -36,6 +36,7 @@ from core.exceptions import Conflict, DomainError
 from nodes.admin import presence_badge
 from nodes.models import Node
 from projects import domain, services, timeline
+from projects import progress as live_progress
 from projects.api.serializers import CloneRequestSerializer
 from projects.models import Event, Job, Project
 from projects.redaction import readable
@@ -378,7 +379,9 @@ class ProjectAdmin(ReadOnlyAdmin):
             "summary": {
                 "project": project,
                 "job": current,
-                "progress": timeline.progress_text(current.progress) if current else "",
+                "progress": timeline.progress_text(live_progress.current(current)[0])
+                if current
+                else "",
                 "reason": failure_reason(project),
             },
             "jobs": [

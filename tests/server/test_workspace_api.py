@@ -3,6 +3,7 @@ workspace summary lands on the project, progress is shown without events, and a 
 error is the one the project shows."""
 
 import pytest
+from django.urls import reverse
 
 from projects.models import Event, Job
 from tests.support.api import AgentSession, assert_projections_match_log, clone_body, event_types
@@ -217,3 +218,17 @@ def test_a_retrying_job_shows_its_own_error_not_an_older_one(api, ready, session
     assert (error["code"], error["job_id"]) == ("network_error", lease["job"]["id"])
     assert error["retry_at"]
     assert_projections_match_log()
+
+
+def test_the_admin_project_page_shows_the_live_progress(api, ready, session, admin_client):
+    api.post(f"/api/v1/projects/{ready['id']}/pull")
+    lease = session.lease().json()
+    body = {
+        "lease_token": lease["lease"]["token"],
+        "progress": {"phase": "receiving", "percent": 37},
+    }
+    session.client.post(f"/api/v1/agent/jobs/{lease['job']['id']}/progress", body, format="json")
+
+    page = admin_client.get(reverse("admin:projects_project_change", args=[ready["id"]]))
+
+    assert page.context["summary"]["progress"] == "receiving 37%"
