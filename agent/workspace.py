@@ -140,6 +140,8 @@ def rebase(git: Git, target: str, branch: str, upstream: str) -> None:
     head = _rev(git, target, "HEAD")
     new_tip = _rev(git, target, upstream)
     base = git.run("merge-base", head, new_tip, repo=target, check=False).stdout.strip()
+    if base == new_tip:
+        return  # nothing new upstream: the checkout, local work and all, is left as it is
     if not base:
         raise JobFailure("conflict", f"{branch} shares no history with the remote branch")
     merges = git.run("rev-list", "--merges", f"{base}..{head}", repo=target).stdout.split()

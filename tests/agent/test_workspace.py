@@ -253,3 +253,14 @@ def test_rebase_keeps_untracked_files_inside_tracked_folders(
 
     assert pull(config, upstream, git_daemon, "rebase").commit == new
     assert (checkout / "data" / "mine.csv").read_text() == "1,2\n"
+
+
+def test_rebase_with_nothing_new_upstream_touches_nothing(config, upstream, git_daemon, checkout):
+    local_work(checkout)
+    before = worktree_snapshot(checkout)
+    edited = (checkout / "train.py").stat().st_mtime_ns
+
+    pull(config, upstream, git_daemon, "rebase")
+
+    assert worktree_snapshot(checkout) == before
+    assert (checkout / "train.py").stat().st_mtime_ns == edited  # not even rewritten
