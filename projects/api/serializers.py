@@ -15,6 +15,8 @@ from rest_framework import serializers
 
 import gitpolicy
 from nodes.models import Node
+from projects import progress
+from projects.domain import PullStrategy
 from projects.models import Event, Job, Project
 from projects.redaction import readable
 from projects.selectors import active_job, failure_reason, last_error
@@ -156,6 +158,17 @@ class EmptyRequestSerializer(StrictSerializer):
     """Actions that take no parameters still refuse a body that tries to set something."""
 
 
+class PullRequestSerializer(StrictSerializer):
+    strategy = serializers.ChoiceField(
+        choices=[strategy.value for strategy in PullStrategy],
+        default=PullStrategy.FF_ONLY.value,
+        help_text="`ff-only` (default) fast-forwards and refuses a dirty or diverged checkout; "
+        "`rebase` replays local commits and changes on the new upstream and, on a conflict, "
+        "leaves the checkout as it was; `reset` saves all local work under "
+        "`refs/gitfleet/backup/<timestamp>`, then makes the checkout equal upstream.",
+    )
+
+
 class NodeSummarySerializer(serializers.ModelSerializer):
     online = serializers.BooleanField(source="is_online", read_only=True)
 
@@ -165,12 +178,21 @@ class NodeSummarySerializer(serializers.ModelSerializer):
 
 
 class JobSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField(
+        help_text="Latest progress of git (phase, percent, objects, bytes), updated every few "
+        "seconds while the job runs."
+    )
+    progress_at = serializers.SerializerMethodField(
+        help_text="When the agent last reported progress."
+    )
+
     class Meta:
         model = Job
         fields = [
             "id",
             "kind",
             "state",
+            "options",
             "attempt",
             "max_attempts",
             "queued_at",
@@ -178,11 +200,21 @@ class JobSerializer(serializers.ModelSerializer):
             "leased_at",
             "lease_expires_at",
             "progress",
+            "progress_at",
             "result",
             "error",
             "finished_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_progress(self, job: Job) -> dict:
+        return progress.current(job)[0]
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_progress_at(self, job: Job) -> str | None:
+        moment = progress.current(job)[1]
+        return serializers.DateTimeField().to_representation(moment) if moment else None
 
 
 @extend_schema_field(JobSerializer(allow_null=True))
@@ -257,6 +289,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "local_path",
             "last_error",
             "reason",
+            "workspace",
             "active_job",
             "version",
             "created_at",
@@ -284,6 +317,7 @@ class ProjectStatusSerializer(serializers.ModelSerializer):
             "active_job",
             "last_error",
             "reason",
+            "workspace",
             "version",
             "updated_at",
         ]

@@ -23,6 +23,7 @@ from projects.api.serializers import (
     EventSerializer,
     ProjectSerializer,
     ProjectStatusSerializer,
+    PullRequestSerializer,
     canonical_uuid,
 )
 from projects.domain import ProjectStatus
@@ -108,16 +109,37 @@ class ProjectDetailView(APIView):
 
     @extend_schema(
         request=None,
+        parameters=[
+            OpenApiParameter(
+                "force",
+                bool,
+                description="Delete even when the checkout holds uncommitted changes, "
+                "untracked files or unpushed commits (without it such a delete fails with "
+                "`local_changes` and the checkout is kept).",
+            )
+        ],
         responses={202: AcceptedJobSerializer, **errors(404, 409)},
         summary="Queue the deletion of the project's checkout",
     )
     def delete(self, request: Request, project_id) -> Response:
         _no_body(request)
+        force = _flag(request.query_params, "force")
         project = selectors.project_for(request.user, project_id)
         job = services.request_delete(
-            project=project, actor=request.user, request_id=request._request.request_id
+            project=project,
+            actor=request.user,
+            force=force,
+            request_id=request._request.request_id,
         )
         return _accepted(project, job)
+
+
+def _flag(params, name: str) -> bool:
+    """A true/false query parameter; anything else is refused naming it."""
+    value = params.get(name, "false")
+    if value not in ("true", "false"):
+        raise ValidationError({name: ["true or false."]})
+    return value == "true"
 
 
 class ProjectStatusView(APIView):
@@ -143,14 +165,33 @@ class ProjectEventsView(generics.ListAPIView):
 
 class PullView(APIView):
     @extend_schema(
+        request=PullRequestSerializer,
+        responses={202: AcceptedJobSerializer, **errors(404, 409)},
+        summary="Queue a pull (fetch, then fast-forward, rebase or reset)",
+    )
+    def post(self, request: Request, project_id) -> Response:
+        serializer = PullRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = selectors.project_for(request.user, project_id)
+        job = services.request_pull(
+            project=project,
+            actor=request.user,
+            strategy=serializer.validated_data["strategy"],
+            request_id=request._request.request_id,
+        )
+        return _accepted(project, job)
+
+
+class InspectView(APIView):
+    @extend_schema(
         request=EmptyRequestSerializer,
         responses={202: AcceptedJobSerializer, **errors(404, 409)},
-        summary="Queue a pull (fetch and fast-forward)",
+        summary="Queue a read-only look at the checkout (refreshes `workspace`)",
     )
     def post(self, request: Request, project_id) -> Response:
         _no_body(request)
         project = selectors.project_for(request.user, project_id)
-        job = services.request_pull(
+        job = services.request_inspect(
             project=project, actor=request.user, request_id=request._request.request_id
         )
         return _accepted(project, job)

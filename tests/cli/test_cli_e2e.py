@@ -319,3 +319,36 @@ def test_tokens_through_the_tokens_api_or_a_clear_message_without_it(
     assert (after["active"], after["revoked_at"] is not None) == (False, True)
     table_lines = person("tokens").stdout.splitlines()
     assert any(line.split()[:3] == [token_id, "laptop", "revoked"] for line in table_lines)
+
+
+def test_inspect_pull_strategy_and_forced_delete_from_the_command_line(
+    fleet: Fleet, person: CliRunner, served: Path, git_daemon: GitDaemon
+):
+    upstream = Upstream(served, "live")
+    upstream.commit({"train.py": "lr = 1\n"}, "first")
+    cloned = person("clone", git_daemon.url("live.git"), "--node", "node-1", "--wait", "--json")
+    assert cloned.returncode == 0, cloned.stderr
+    checkout = Path(person("status", "live", "--json").json()["local_path"])
+    (checkout / "train.py").write_text("lr = 2\n")
+
+    inspected = person("inspect", "live", "--wait", "--json")
+    assert inspected.returncode == 0, inspected.stdout
+    assert inspected.json()["project"]["workspace"]["dirty"] == {
+        "count": 1,
+        "paths": ["M train.py"],
+    }
+
+    new = upstream.commit({"README.md": "upstream\n"}, "second")
+    pulled = person("pull", "live", "--strategy", "rebase", "--wait", "--json")
+    assert pulled.returncode == 0, pulled.stdout
+    assert pulled.json()["project"]["commit"] == new
+    assert (checkout / "train.py").read_text() == "lr = 2\n"
+
+    refused = person("delete", "live", "--wait")
+    assert refused.returncode == 1
+    assert "local_changes" in refused.stdout + refused.stderr
+    assert (checkout / "train.py").read_text() == "lr = 2\n"
+
+    forced = person("delete", "live", "--force", "--wait")
+    assert forced.returncode == 0, forced.stderr
+    assert not checkout.exists()
