@@ -12,6 +12,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
+
 from nodes.models import Node
 from projects import leases, services
 from projects.models import Project
@@ -156,3 +158,48 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class HttpAgent:
+    """One agent instance speaking the agent protocol over real HTTP, without running git."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.http = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+        self.instance_id = str(uuid.uuid4())
+
+    def heartbeat(self) -> None:
+        body = {
+            "instance_id": self.instance_id,
+            "agent_version": "test",
+            "hostname": "box",
+            "disk_free_bytes": 10**9,
+            "running_jobs": [],
+        }
+        response = self.http.post("/api/v1/agent/heartbeat", json=body)
+        assert response.status_code == 200, response.text
+
+    def lease(self, wait: int = 5) -> dict:
+        body = {"instance_id": self.instance_id, "request_id": uuid.uuid4().hex, "wait": wait}
+        response = self.http.post("/api/v1/agent/lease", json=body, timeout=wait + 15)
+        if response.status_code == 204:
+            return {}  # nothing to do within the wait
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def succeed(self, leased: dict) -> None:
+        body = {
+            "lease_token": leased["lease"]["token"],
+            "outcome": "succeeded",
+            "result": {
+                "commit": "a" * 40,
+                "branch": leased["job"]["branch"],
+                "local_path": "/data/projects/x",
+                "duration_ms": 1,
+                "size_bytes": 1,
+            },
+        }
+        job_id = leased["job"]["id"]
+        response = self.http.post(f"/api/v1/agent/jobs/{job_id}/complete", json=body)
+        assert response.status_code == 200, response.text
