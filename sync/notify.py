@@ -15,6 +15,7 @@ import secrets
 import time
 import urllib.error
 import urllib.request
+import uuid
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -72,11 +73,9 @@ def _valid_projects(owner: AbstractBaseUser, projects: object) -> list[str]:
         return []
     if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
         raise Invalid("A list of project ids.", field="projects")
-    owned = (
-        {str(pk) for pk in Project.objects.filter(owner=owner, pk__in=projects).values_list("pk")}
-        if all(_is_uuid(p) for p in projects)
-        else set()
-    )
+    wanted = [p for p in projects if _is_uuid(p)]
+    owned_ids = Project.objects.filter(owner=owner, pk__in=wanted).values_list("pk", flat=True)
+    owned = {str(pk) for pk in owned_ids}
     missing = [p for p in projects if p not in owned]
     if missing:
         raise Invalid(f"You have no projects {missing!r}.", field="projects")
@@ -84,8 +83,6 @@ def _valid_projects(owner: AbstractBaseUser, projects: object) -> list[str]:
 
 
 def _is_uuid(text: str) -> bool:
-    import uuid
-
     try:
         return str(uuid.UUID(text)) == text
     except ValueError:
