@@ -217,7 +217,7 @@ def test_a_failed_clone_exits_1_with_its_reason(
     assert "status:   failed" in done.stdout
 
 
-def test_without_the_watch_api_the_follower_polls_status(
+def test_the_follower_uses_the_servers_watch_api(
     fleet: Fleet, served: Path, git_daemon: GitDaemon
 ):
     Upstream(served, "polled").commit({"a.txt": "a\n"}, "first")
@@ -231,8 +231,9 @@ def test_without_the_watch_api_the_follower_polls_status(
         client.close()
 
     assert job.state == "succeeded"
-    # This server ignores `after` and `wait`; the follower noticed and fell back to /status.
-    assert follower.watch_supported is False
+    # The server holds `events?after=&wait=`; the follower's fallback to /status stays for
+    # servers without it (tests/cli/test_follow.py).
+    assert follower.watch_supported is True
 
 
 def test_a_refused_request_exits_3_and_names_the_field(person: CliRunner):
