@@ -194,6 +194,7 @@ SPECTACULAR_SETTINGS = {
         "JobKindEnum": "projects.models.JOB_KIND_CHOICES",
         "JobStateEnum": "projects.models.JOB_STATE_CHOICES",
         "ProjectStatusEnum": "projects.models.PROJECT_STATUS_CHOICES",
+        "SubscriptionStateEnum": "sync.models.SubscriptionState",
     },
 }
 
