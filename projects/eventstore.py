@@ -113,6 +113,10 @@ def append(
             raise ConcurrencyError(
                 f"Project {project_id} was changed concurrently at version {expected_version}."
             )
+        # Before the feed lock, so that the lock still covers only the INSERT and the COMMIT;
+        # what the listeners queue (NOTIFY, on-commit wakes) is dropped if the insert fails.
+        for listener in _append_listeners:
+            listener(project_id)
         _lock_feed()
         try:
             created = Event.objects.bulk_create(rows)
@@ -120,8 +124,6 @@ def append(
             raise ConcurrencyError(
                 f"Project {project_id} was changed concurrently at version {expected_version}."
             ) from exc
-        for listener in _append_listeners:
-            listener(project_id)
         return Appended(state=new_state, events=stored, positions=[row.position for row in created])
 
 
