@@ -51,12 +51,13 @@ async def _watch(
     request: HttpRequest, view: Callable[..., Any], channel: str, **kwargs: Any
 ) -> HttpResponse:
     try:
-        wait = whole_number(request.GET, "wait", default=0, maximum=settings.LONG_POLL_MAX_WAIT)
+        wait = whole_number(request.GET, "wait", default=0)
     except ValidationError as exc:
         fields = {"wait": [str(message) for message in exc.detail["wait"]]}
         return JsonResponse(error_body("Invalid query parameter.", "invalid", fields), status=400)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
+    # Capped rather than refused, as a client cannot know this server's limit.
+    deadline = loop.time() + min(wait, settings.LONG_POLL_MAX_WAIT)
     woken = wakeups.hub.register(channel)
     try:
         while True:

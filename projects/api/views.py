@@ -151,9 +151,9 @@ class ProjectStatusView(APIView):
 
 _WAIT = OpenApiParameter(
     "wait",
-    {"type": "integer", "minimum": 0, "maximum": 50},
-    description="Hold the answer up to this many seconds until there is a newer event "
-    "(at most LONG_POLL_MAX_WAIT).",
+    {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX},
+    description="Hold the answer up to this many seconds (capped at the server's "
+    "LONG_POLL_MAX_WAIT) until there is a newer event.",
 )
 
 

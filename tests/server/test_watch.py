@@ -15,7 +15,7 @@ from tests.support.sync import HttpAgent
 pytestmark = pytest.mark.e2e
 
 # Re-checks every 30 s: a prompt answer can only come from a wake-up.
-SLOW_RECHECK = {"LONG_POLL_RECHECK_SECONDS": "30"}
+SLOW_RECHECK = {"LONG_POLL_RECHECK_SECONDS": "30", "LONG_POLL_MAX_WAIT": "3"}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def clone_and_lease(server, token, agent_token, name: str):
     created = user.post("/api/v1/projects/clone", json={**body, "node": "node-1"})
     assert created.status_code == 202, created.text
     project_id = created.json()["project"]["id"]
-    leased = agent.lease()
+    leased = agent.lease(wait=2)
     assert leased["job"]["project_id"] == project_id
     return user, agent, project_id, leased
 
@@ -113,7 +113,20 @@ def test_a_watch_answers_at_once_when_there_is_something_newer(world):
     agent.succeed(leased)
 
 
-@pytest.mark.parametrize("wait", ["-1", "x", "51", ""])
+def test_a_wait_beyond_the_servers_limit_is_capped(world):
+    server, token, _, agent_token = world
+    user, agent, project_id, leased = clone_and_lease(server, token, agent_token, "f")
+    version = user.get(f"/api/v1/projects/{project_id}/status").json()["version"]
+    started = time.monotonic()
+    answer = user.get(
+        f"/api/v1/projects/{project_id}/events", params={"after": version, "wait": 10**6}
+    )
+    assert answer.status_code == 200 and answer.json()["results"] == []
+    assert 2.9 < time.monotonic() - started < 6
+    agent.succeed(leased)
+
+
+@pytest.mark.parametrize("wait", ["-1", "x", "1.5", ""])
 def test_a_bad_wait_is_400_naming_it(world, wait):
     server, token, _, _ = world
     user = person(server.url, token)
