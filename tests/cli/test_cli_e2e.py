@@ -217,9 +217,7 @@ def test_a_failed_clone_exits_1_with_its_reason(
     assert "status:   failed" in done.stdout
 
 
-def test_the_follower_uses_the_servers_watch_api(
-    fleet: Fleet, served: Path, git_daemon: GitDaemon
-):
+def test_the_follower_uses_the_servers_watch_api(fleet: Fleet, served: Path, git_daemon: GitDaemon):
     Upstream(served, "polled").commit({"a.txt": "a\n"}, "first")
     accepted = fleet.user.clone("polled", git_daemon.url("polled.git"))
     client = Client(fleet.server.url, fleet.user_token)
