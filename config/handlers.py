@@ -21,7 +21,11 @@ from core.errors import error_body
 # The agent API: its views are async and do their database work on `core.async_db`'s pool.
 AGENT_API_PREFIX = "/api/v1/agent/"
 # The watch API: event listings asked to `wait` are held on the async stack too (`sync.watch`).
-WATCH_PATH = re.compile(r"^/api/v1/(projects/[^/]+/events|events/)$")
+# Only a canonical project id: any other path is the sync stack's, with its JSON 404.
+WATCH_PATH = re.compile(
+    r"^/api/v1/(projects/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/events"
+    r"|events/)$"
+)
 WATCH_URLCONF = "sync.watch_urls"
 
 

@@ -8,3 +8,6 @@ urlpatterns = [
     path("api/v1/projects/<uuid:project_id>/events", watch.project_events),
     path("api/v1/events/", watch.feed),
 ]
+
+handler404 = "core.errors.page_not_found"
+handler500 = "core.errors.server_error"
