@@ -20,7 +20,7 @@ from projects import domain
 from projects.models import Project
 from sync import signatures
 from sync.models import Hook, HookDelivery
-from sync.pulls import queue_pull
+from sync.pulls import PullCause, queue_pull
 from sync.repos import repository_key
 
 
@@ -125,7 +125,7 @@ def receive(*, hook: Hook, headers: Mapping[str, str], body: bytes) -> Received:
     candidates = Project.objects.select_related("node").filter(
         owner_id=hook.owner_id, status=domain.ProjectStatus.READY, branch=branch
     )
-    cause = {"kind": "hook", "hook_id": str(hook.pk), "delivery_id": signed.delivery_id}
+    cause = PullCause(kind="hook", hook_id=str(hook.pk), delivery_id=signed.delivery_id)
     for project in candidates:
         if repository_key(project.git_url) in wanted:
             job_id = queue_pull(project, cause=cause)

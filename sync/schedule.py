@@ -14,7 +14,7 @@ from core.exceptions import Invalid
 from projects import domain
 from projects.models import Project
 from sync.models import SyncSchedule
-from sync.pulls import queue_pull
+from sync.pulls import PullCause, queue_pull
 
 MIN_INTERVAL = 60
 MAX_INTERVAL = 30 * 86400
@@ -70,6 +70,6 @@ def queue_due_pulls(now: datetime | None = None) -> int:
         if not claimed:
             continue  # another process took this period
         project = Project.objects.select_related("node").get(pk=schedule.pk)
-        if queue_pull(project, cause={"kind": "schedule"}):
+        if queue_pull(project, cause=PullCause(kind="schedule")):
             queued += 1
     return queued

@@ -11,6 +11,7 @@ import pytest
 from projects.models import Event, Job
 from sync import signatures
 from sync.models import HookDelivery
+from sync.pulls import PullCause
 from sync.repos import repository_key
 from tests.support.credentials import fernet_key
 from tests.support.sync import (
@@ -111,6 +112,15 @@ def test_a_signed_push_queues_a_pull_of_every_ready_checkout_of_that_branch(
         "hook_id": hook["id"],
         "delivery_id": answer["delivery_id"],
     }
+    cause = PullCause.from_meta(queued.meta)
+    assert cause == PullCause(kind="hook", hook_id=hook["id"], delivery_id=answer["delivery_id"])
+
+
+def test_events_stored_without_a_cause_still_read(user, node):
+    project = ready_project(user, node, "a", "https://github.com/acme/tool.git")
+    clone = Event.objects.get(project_id=project.pk, type="JobQueued")
+    assert "cause" not in clone.meta
+    assert PullCause.from_meta(clone.meta) is None
 
 
 def test_a_push_to_another_branch_queues_nothing(client, user, node, hook):
