@@ -5,9 +5,25 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from projects.api.serializers import StrictSerializer
+from projects.api.serializers import ProjectSerializer, StrictSerializer
+from projects.models import Project
 from sync.models import DeliveryAttempt, Hook, Subscription
-from sync.schedule import MAX_INTERVAL, MIN_INTERVAL
+from sync.schedule import MAX_INTERVAL, MIN_INTERVAL, sync_interval
+
+
+class ProjectWithScheduleSerializer(ProjectSerializer):
+    """One project, with its scheduled sync (the listing leaves it out: a query per row)."""
+
+    sync_interval = serializers.SerializerMethodField(
+        help_text="Seconds between scheduled pulls; null when there are none."
+    )
+
+    class Meta(ProjectSerializer.Meta):
+        fields = [*ProjectSerializer.Meta.fields, "sync_interval"]
+        read_only_fields = fields
+
+    def get_sync_interval(self, project: Project) -> int | None:
+        return sync_interval(project)
 
 
 class HookCreateSerializer(StrictSerializer):

@@ -28,7 +28,7 @@ from projects.api.serializers import (
 from projects.domain import ProjectStatus
 from projects.models import Event, Job, Project
 from sync import schedule
-from sync.serializers import SyncIntervalSerializer
+from sync.serializers import ProjectWithScheduleSerializer, SyncIntervalSerializer
 
 
 def _accepted(project: Project, job: Job) -> Response:
@@ -105,11 +105,12 @@ def _node_name_or_nothing(value: str) -> list[str]:
 
 class ProjectDetailView(APIView):
     @extend_schema(
-        responses={200: ProjectSerializer, **errors(404, body=False)}, summary="A project"
+        responses={200: ProjectWithScheduleSerializer, **errors(404, body=False)},
+        summary="A project",
     )
     def get(self, request: Request, project_id) -> Response:
         project = selectors.project_for(request.user, project_id)
-        return Response(ProjectSerializer(project).data)
+        return Response(ProjectWithScheduleSerializer(project).data)
 
     @extend_schema(
         request=SyncIntervalSerializer,

@@ -43,8 +43,10 @@ def test_a_bad_interval_is_400_naming_the_field(api, user, node, bad):
 def test_patch_sets_and_clears_the_interval(api, user, node):
     project = ready_project(user, node, "a", "https://git.example.com/a.git")
     url = f"/api/v1/projects/{project.pk}"
+    assert api.get(url).json()["sync_interval"] is None
     assert api.patch(url, {"sync_interval": 60}, format="json").json() == {"sync_interval": 60}
     assert SyncSchedule.objects.get(project=project).interval == 60
+    assert api.get(url).json()["sync_interval"] == 60
     assert api.patch(url, {"sync_interval": None}, format="json").json() == {"sync_interval": None}
     assert not SyncSchedule.objects.exists()
 
