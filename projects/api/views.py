@@ -109,7 +109,7 @@ class ProjectDetailView(APIView):
         summary="A project",
     )
     def get(self, request: Request, project_id) -> Response:
-        project = selectors.project_for(request.user, project_id)
+        project = selectors.project_with_open_jobs_for(request.user, project_id)
         return Response(ProjectWithScheduleSerializer(project).data)
 
     @extend_schema(
@@ -146,7 +146,7 @@ class ProjectStatusView(APIView):
         summary="Where the project stands now",
     )
     def get(self, request: Request, project_id) -> Response:
-        project = selectors.project_for(request.user, project_id)
+        project = selectors.project_with_open_jobs_for(request.user, project_id)
         return Response(ProjectStatusSerializer(project).data)
 
 
