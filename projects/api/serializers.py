@@ -152,6 +152,13 @@ class CloneRequestSerializer(StrictSerializer):
         max_value=MAX_CLONE_DEPTH,
         help_text="Shallow clone with this many commits of history.",
     )
+    sync_interval = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=60,
+        max_value=30 * 86400,
+        help_text="Pull every this many seconds once ready; null or absent for no scheduled sync.",
+    )
 
 
 class EmptyRequestSerializer(StrictSerializer):

@@ -28,6 +28,8 @@ from projects.api.serializers import (
 )
 from projects.domain import ProjectStatus
 from projects.models import Event, Job, Project
+from sync import schedule
+from sync.serializers import ProjectWithScheduleSerializer, SyncIntervalSerializer
 
 
 def _accepted(project: Project, job: Job) -> Response:
@@ -51,9 +53,12 @@ class CloneView(APIView):
     def post(self, request: Request) -> Response:
         serializer = CloneRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        sync_interval = serializer.validated_data.pop("sync_interval", None)
         project = services.request_clone(
             owner=request.user, request_id=request._request.request_id, **serializer.validated_data
         )
+        if sync_interval is not None:
+            schedule.set_sync_interval(project=project, interval=sync_interval)
         return _accepted(project, project.jobs.get())
 
 
@@ -101,11 +106,26 @@ def _node_name_or_nothing(value: str) -> list[str]:
 
 class ProjectDetailView(APIView):
     @extend_schema(
-        responses={200: ProjectSerializer, **errors(404, body=False)}, summary="A project"
+        responses={200: ProjectWithScheduleSerializer, **errors(404, body=False)},
+        summary="A project",
     )
     def get(self, request: Request, project_id) -> Response:
         project = selectors.project_with_open_jobs_for(request.user, project_id)
-        return Response(ProjectSerializer(project).data)
+        return Response(ProjectWithScheduleSerializer(project).data)
+
+    @extend_schema(
+        request=SyncIntervalSerializer,
+        responses={200: SyncIntervalSerializer, **errors(404)},
+        summary="Change the project's scheduled sync",
+    )
+    def patch(self, request: Request, project_id) -> Response:
+        serializer = SyncIntervalSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = selectors.project_for(request.user, project_id)
+        interval = schedule.set_sync_interval(
+            project=project, interval=serializer.validated_data["sync_interval"]
+        )
+        return Response({"sync_interval": interval})
 
     @extend_schema(
         request=None,
@@ -152,15 +172,36 @@ class ProjectStatusView(APIView):
         return Response(ProjectStatusSerializer(project).data)
 
 
-@extend_schema(responses={200: EventSerializer, **errors(404, body=False)})
+_WAIT = OpenApiParameter(
+    "wait",
+    {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX},
+    description="Hold the answer up to this many seconds (capped at the server's "
+    "LONG_POLL_MAX_WAIT) until there is a newer event.",
+)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter(
+            "after",
+            {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX},
+            description="Only events after this version.",
+        ),
+        _WAIT,
+    ],
+    responses={200: EventSerializer, **errors(404, body=False)},
+)
 class ProjectEventsView(generics.ListAPIView):
-    """The project's event timeline, oldest first."""
+    """The project's event timeline, oldest first; with `wait`, a watch (see `sync.watch`)."""
 
     serializer_class = EventSerializer
 
     def get_queryset(self):
         project = selectors.project_for(self.request.user, self.kwargs["project_id"])
-        return selectors.project_events(project)
+        after = whole_number(
+            self.request.query_params, "after", default=0, message="A non-negative whole number."
+        )
+        return selectors.project_events(project).filter(version__gt=after)
 
 
 class PullView(APIView):
@@ -246,6 +287,7 @@ class RetryJobView(_JobActionView):
             {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX},
             description="Only events after this position.",
         ),
+        _WAIT,
     ],
     responses={200: EventSerializer, **errors(body=False)},
 )

@@ -219,9 +219,7 @@ def test_a_failed_clone_exits_1_with_its_reason(
     assert re.search(r"^why:      \w+: .+", done.stdout, re.MULTILINE), done.stdout
 
 
-def test_without_the_watch_api_the_follower_polls_status(
-    fleet: Fleet, served: Path, git_daemon: GitDaemon
-):
+def test_the_follower_uses_the_servers_watch_api(fleet: Fleet, served: Path, git_daemon: GitDaemon):
     Upstream(served, "polled").commit({"a.txt": "a\n"}, "first")
     accepted = fleet.user.clone("polled", git_daemon.url("polled.git"))
     client = Client(fleet.server.url, fleet.user_token)
@@ -233,8 +231,9 @@ def test_without_the_watch_api_the_follower_polls_status(
         client.close()
 
     assert job.state == "succeeded"
-    # This server ignores `after` and `wait`; the follower noticed and fell back to /status.
-    assert follower.watch_supported is False
+    # The server holds `events?after=&wait=`; the follower's fallback to /status stays for
+    # servers without it (tests/cli/test_follow.py).
+    assert follower.watch_supported is True
 
 
 def test_a_refused_request_exits_3_and_names_the_field(person: CliRunner):
