@@ -72,6 +72,8 @@ def clone_args(job: Job, resolved: Resolved, config: AgentConfig) -> list[str]:
     symlinks = "true" if config.git_symlinks else "false"
     args = ["clone", "--progress", "--no-recurse-submodules", "--no-checkout", "--template="]
     args.append(f"--config=core.symlinks={symlinks}")
+    if config.checkout_gid is not None:
+        args.append("--config=core.sharedRepository=group")
     if resolved.kind != "commit":
         args += ["--single-branch", f"--branch={resolved.ref}"]
     if job.depth is not None:

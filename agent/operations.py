@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from agent import checkout
+from agent import checkout, workspace
 from agent.config import AgentConfig
 from agent.errors import JobFailure, failure_from_os_error
 from agent.git import Git, JobControl
@@ -23,7 +23,6 @@ from agent.paths import (
     refuse_symlink,
     remove_tree,
     target_path,
-    tree_size,
 )
 from agent.validation import Job
 from gitpolicy import UrlPolicy, check_resolved_host, parse_git_url
@@ -35,7 +34,7 @@ TRASH_PREFIX = ".trash-"
 # core.sshCommand, filter drivers, include.path, ...) could make git run code; pull refuses it.
 _ALLOWED_LOCAL_CONFIG = re.compile(
     r"core\.(repositoryformatversion|filemode|bare|logallrefupdates|symlinks|ignorecase"
-    r"|precomposeunicode)"
+    r"|precomposeunicode|sharedrepository)"
     r"|remote\.origin\.(url|fetch)"
     r"|branch\..+\.(remote|merge)"
     r"|user\.(name|email)"
@@ -64,9 +63,13 @@ class JobResult:
     submodules: int = 0
     submodules_skipped: int = 0
     lfs_files: int = 0
+    # The checkout's state after the job (`agent.workspace.inspect`); None after a delete.
+    workspace: dict[str, object] | None = None
+    # The ref a `reset` pull saved the local work under, if there was any.
+    backup_ref: str | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {name: value for name, value in asdict(self).items() if value is not None}
 
 
 def perform(job: Job, config: AgentConfig, control: JobControl) -> JobResult:
@@ -90,7 +93,7 @@ def clone(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     if existing is not None:
         if stat.S_ISDIR(existing.st_mode) and _origin_url(git, target) == job.git_url:
             # The same job delivered twice, or a clone that already happened: nothing to do.
-            return _checkout_result(git, target, started, checkout.current(git, target))
+            return _checkout_result(git, target, started, job, checkout.current(git, target))
         raise JobFailure("target_exists", f"{job.target_path} already exists with other content")
     _check_resolved_host(job, config)
     checkout.prepare(job, git)
@@ -98,6 +101,8 @@ def clone(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     temp = child_path(root, f"{TEMP_PREFIX}{job.id}-{secrets.token_hex(4)}")
     try:
         os.mkdir(temp)
+        if config.checkout_gid is not None:
+            workspace_group_folder(temp, config.checkout_gid)
     except OSError as exc:
         raise failure_from_os_error(exc, f"cannot create a folder in {root}") from None
     try:
@@ -110,11 +115,13 @@ def clone(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     except BaseException:
         remove_tree(temp)
         raise
-    return _checkout_result(git, target, started, resolved, extras)
+    return _checkout_result(git, target, started, job, resolved, extras)
 
 
 def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
-    """Fetch the tracked branch and fast-forward; a dirty or diverged checkout is left alone.
+    """Fetch the tracked branch, then bring the checkout to it as `job.strategy` says:
+    `ff-only` fast-forwards and leaves a dirty or diverged checkout alone, `rebase` and `reset`
+    are in `agent.workspace`.
 
     A job whose `ref` differs from `branch` (the ref the project is on) moves the checkout to
     that branch, tag or commit instead; a tag or commit is checked out again on every pull.
@@ -125,12 +132,11 @@ def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     target = target_path(config.projects_path, job.target_path)
     checkout.prepare(job, git)
     _check_checkout(git, target)
-    status = git.run(
-        "status", "--porcelain=v1", "--untracked-files=no", "--ignore-submodules=all",
-        repo=target,
-    )  # fmt: skip
-    if status.stdout.strip():
-        raise JobFailure("dirty_worktree", f"local changes in {job.target_path}:\n{status.stdout}")
+    if job.strategy == "ff-only":
+        changed = workspace.changed_paths(git, target, untracked=False)
+        if changed:
+            listing = workspace.LocalWork(changed=changed, unpushed=[]).describe()
+            raise JobFailure("dirty_worktree", f"local changes in {job.target_path}: {listing}")
     _check_resolved_host(job, config)
     resolved = checkout.resolve(job, git, cwd=target)
     head = git.run("symbolic-ref", "--quiet", "HEAD", repo=target, check=False).stdout.strip()
@@ -141,11 +147,19 @@ def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     if resolved.kind != "branch" or head != f"refs/heads/{resolved.ref}":
         checkout.move(job, resolved, git, target)
         extras = checkout.extras(job, config, git, target)
-        return _checkout_result(git, target, started, resolved, extras)
+        return _checkout_result(git, target, started, job, resolved, extras)
     tracking = f"refs/remotes/origin/{resolved.ref}"
     fetch = ["fetch", "--progress", "--no-tags", "--no-recurse-submodules", "--no-write-fetch-head"]
     source = checkout.fetch_source(job, git, target)
     git.run(*fetch, "--", source, f"+refs/heads/{resolved.ref}:{tracking}", repo=target)
+    if job.strategy == "rebase":
+        workspace.rebase(git, target, resolved.ref, tracking)
+        extras = checkout.extras(job, config, git, target)
+        return _checkout_result(git, target, started, job, resolved, extras)
+    if job.strategy == "reset":
+        backup_ref = workspace.reset(git, target, tracking)
+        extras = checkout.extras(job, config, git, target)
+        return _checkout_result(git, target, started, job, resolved, extras, backup_ref=backup_ref)
     ancestor = git.run("merge-base", "--is-ancestor", "HEAD", tracking, repo=target, check=False)
     if ancestor.returncode == 1:
         raise JobFailure("not_fast_forward", f"{resolved.ref} has diverged from the remote branch")
@@ -159,14 +173,27 @@ def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
             raise JobFailure("dirty_worktree", merge.stderr)
         raise git.failure(merge, where=target)
     extras = checkout.extras(job, config, git, target)
-    return _checkout_result(git, target, started, resolved, extras)
+    return _checkout_result(git, target, started, job, resolved, extras)
+
+
+def inspect(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
+    """Look at the checkout and change nothing: its HEAD and its workspace summary."""
+    target = target_path(config.projects_path, job.target_path)
+    _check_checkout(git, target)
+    return _checkout_result(git, target, started, job, checkout.current(git, target))
 
 
 def delete(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
-    """Rename the project into a trash name, then remove it; what is already gone succeeds."""
+    """Rename the project into a trash name, then remove it; what is already gone succeeds.
+
+    Unless the job is forced, a checkout holding local work (see `agent.workspace.local_work`),
+    or one that cannot be checked, fails `local_changes` and is left as it is.
+    """
     root = config.projects_path
     target = target_path(root, job.target_path)
     if refuse_symlink(target) is not None:
+        if not job.force:
+            _refuse_losing_work(git, target, job)
         trash = child_path(root, f"{TRASH_PREFIX}{job.id}-{secrets.token_hex(4)}")
         os.rename(target, trash)
         remove_tree(trash)
@@ -201,7 +228,37 @@ _OPERATIONS: dict[str, Callable[[Job, AgentConfig, Git, float], JobResult]] = {
     "clone": clone,
     "pull": pull,
     "delete": delete,
+    "inspect": inspect,
 }
+
+
+def _refuse_losing_work(git: Git, target: str, job: Job) -> None:
+    try:
+        _check_checkout(git, target)
+        work = workspace.local_work(git, target)
+    except JobFailure as exc:
+        raise JobFailure(
+            "local_changes",
+            f"{job.target_path} could not be checked for local work ({exc.code}: {exc.message});"
+            " delete with force=true to remove it anyway",
+        ) from None
+    if not work.empty:
+        raise JobFailure(
+            "local_changes",
+            f"{job.target_path} holds work that would be lost; delete with force=true to remove"
+            f" it anyway. {work.describe()}",
+        )
+
+
+def workspace_group_folder(path: str, gid: int) -> None:
+    """Make a new, still private folder group-owned, group-writable and setgid, so that all
+    git creates below it (under umask 002) belongs to the group and stays writable by it."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchown(fd, -1, gid)
+        os.fchmod(fd, 0o2775)
+    finally:
+        os.close(fd)
 
 
 def _ms_since(started: float) -> int:
@@ -212,18 +269,24 @@ def _checkout_result(
     git: Git,
     target: str,
     started: float,
+    job: Job,
     resolved: checkout.Resolved,
     extras: checkout.Extras | None = None,
+    *,
+    backup_ref: str | None = None,
 ) -> JobResult:
     commit = git.run("rev-parse", "--verify", "HEAD^{commit}", repo=target).stdout.strip()
     branch = git.run("symbolic-ref", "--quiet", "--short", "HEAD", repo=target, check=False)
+    state = workspace.inspect(git, target, branch.stdout.strip() or job.branch)
     extras = extras or checkout.Extras()
     return JobResult(
         commit=commit,
         branch=branch.stdout.strip(),
         local_path=target,
         duration_ms=_ms_since(started),
-        size_bytes=tree_size(target),
+        size_bytes=int(state["size_bytes"]),
+        workspace=state,
+        backup_ref=backup_ref,
         ref=resolved.ref,
         ref_kind=resolved.kind,
         submodules=extras.submodules,

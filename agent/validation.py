@@ -21,7 +21,8 @@ from gitpolicy import (
     validate_target_name,
 )
 
-JOB_KINDS = ("clone", "pull", "delete")
+JOB_KINDS = ("clone", "pull", "delete", "inspect")
+PULL_STRATEGIES = ("ff-only", "rebase", "reset")
 MAX_DEPTH = 2**31 - 1
 
 
@@ -52,6 +53,8 @@ class Job:
     submodules: str = "none"
     filter: str = ""
     sparse: tuple[str, ...] = ()
+    strategy: str = "ff-only"
+    force: bool = False
 
 
 def parse_job(
@@ -63,7 +66,7 @@ def parse_job(
     kind = data.get("kind")
     if kind not in JOB_KINDS:
         raise InvalidJob("kind", f"must be one of {', '.join(JOB_KINDS)}")
-    needs_git = kind != "delete"
+    needs_git = kind in ("clone", "pull")
     git_url = data.get("git_url") or ""
     branch = data.get("branch") or ""
     policy = UrlPolicy(
@@ -91,16 +94,29 @@ def parse_job(
             "timeout_seconds", lambda: _positive_int(data.get("timeout_seconds"), None)
         ),
         ref=ref,
-        lfs=_check("lfs", lambda: _bool(data.get("lfs", False))),
+        lfs=_check("lfs", lambda: _flag(data.get("lfs"))),
         submodules=_check(
             "submodules", lambda: validate_submodules(data.get("submodules", "none"))
         ),
         filter=_check("filter", lambda: validate_filter(data.get("filter") or "")),
         sparse=tuple(_check("sparse", lambda: validate_sparse(data.get("sparse") or []))),
+        strategy=_check("strategy", lambda: _strategy(data.get("strategy"))),
+        force=_check("force", lambda: _flag(data.get("force"))),
     )
 
 
-def _bool(value: object) -> bool:
+def _strategy(value: object) -> str:
+    """A pull strategy; absent (an older server) means the fast-forward it always was."""
+    if value is None:
+        return "ff-only"
+    if value not in PULL_STRATEGIES:
+        raise ValueError(f"must be one of {', '.join(PULL_STRATEGIES)}")
+    return str(value)
+
+
+def _flag(value: object) -> bool:
+    if value is None:
+        return False
     if not isinstance(value, bool):
         raise ValueError("must be true or false")
     return value

@@ -29,7 +29,6 @@ _JOB_FIELDS = (
     "max_attempts",
     "queued_at",
     "available_at",
-    "ref",
     "attempt",
     "failures",
     "timeouts",
@@ -43,6 +42,7 @@ _JOB_FIELDS = (
     "error",
     "finished_at",
     "updated_at",
+    "options",
 )
 _PROJECT_FIELDS = (
     "version",
@@ -64,6 +64,7 @@ _PROJECT_FIELDS = (
     "last_error",
     "created_at",
     "updated_at",
+    "workspace",
 )
 
 

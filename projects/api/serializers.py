@@ -15,6 +15,8 @@ from rest_framework import serializers
 
 import gitpolicy
 from nodes.models import Node
+from projects import progress
+from projects.domain import PullStrategy
 from projects.models import Event, Job, Project
 from projects.redaction import readable
 from projects.selectors import active_job, failure_reason, last_error
@@ -159,6 +161,13 @@ class CloneRequestSerializer(StrictSerializer):
         max_value=MAX_CLONE_DEPTH,
         help_text="Shallow clone with this many commits of history.",
     )
+    sync_interval = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=60,
+        max_value=30 * 86400,
+        help_text="Pull every this many seconds once ready; null or absent for no scheduled sync.",
+    )
     lfs = serializers.BooleanField(
         required=False,
         allow_null=True,
@@ -220,18 +229,26 @@ class CloneRequestSchemaSerializer(CloneRequestSerializer):
     )
 
 
+class EmptyRequestSerializer(StrictSerializer):
+    """Actions that take no parameters still refuse a body that tries to set something."""
+
+
 class PullRequestSerializer(StrictSerializer):
+    strategy = serializers.ChoiceField(
+        choices=[strategy.value for strategy in PullStrategy],
+        default=PullStrategy.FF_ONLY.value,
+        help_text="`ff-only` (default) fast-forwards and refuses a dirty or diverged checkout; "
+        "`rebase` replays local commits and changes on the new upstream and, on a conflict, "
+        "leaves the checkout as it was; `reset` saves all local work under "
+        "`refs/gitfleet/backup/<timestamp>`, then makes the checkout equal upstream.",
+    )
     ref = serializers.CharField(
         required=False,
         max_length=gitpolicy.MAX_BRANCH_LENGTH,
         trim_whitespace=False,
-        help_text="Move the checkout to this branch, tag or full commit id. Default: fetch and "
-        "fast-forward the branch it is on (a tag or commit is checked out again).",
+        help_text="Move the checkout to this branch, tag or full commit id. Default: the branch "
+        "it is on (a tag or commit is checked out again).",
     )
-
-
-class EmptyRequestSerializer(StrictSerializer):
-    """Actions that take no parameters still refuse a body that tries to set something."""
 
 
 class NodeSummarySerializer(serializers.ModelSerializer):
@@ -243,13 +260,21 @@ class NodeSummarySerializer(serializers.ModelSerializer):
 
 
 class JobSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField(
+        help_text="Latest progress of git (phase, percent, objects, bytes), updated every few "
+        "seconds while the job runs."
+    )
+    progress_at = serializers.SerializerMethodField(
+        help_text="When the agent last reported progress."
+    )
+
     class Meta:
         model = Job
         fields = [
             "id",
             "kind",
-            "ref",
             "state",
+            "options",
             "attempt",
             "max_attempts",
             "queued_at",
@@ -257,11 +282,21 @@ class JobSerializer(serializers.ModelSerializer):
             "leased_at",
             "lease_expires_at",
             "progress",
+            "progress_at",
             "result",
             "error",
             "finished_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_progress(self, job: Job) -> dict:
+        return progress.current(job)[0]
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_progress_at(self, job: Job) -> str | None:
+        moment = progress.current(job)[1]
+        return serializers.DateTimeField().to_representation(moment) if moment else None
 
 
 @extend_schema_field(JobSerializer(allow_null=True))
@@ -348,6 +383,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "local_path",
             "last_error",
             "reason",
+            "workspace",
             "active_job",
             "version",
             "created_at",
@@ -381,6 +417,7 @@ class ProjectStatusSerializer(serializers.ModelSerializer):
             "active_job",
             "last_error",
             "reason",
+            "workspace",
             "version",
             "updated_at",
         ]

@@ -29,6 +29,8 @@ from projects.api.serializers import (
 )
 from projects.domain import ProjectStatus
 from projects.models import Event, Job, Project
+from sync import schedule
+from sync.serializers import ProjectWithScheduleSerializer, SyncIntervalSerializer
 
 
 def _accepted(project: Project, job: Job) -> Response:
@@ -52,9 +54,12 @@ class CloneView(APIView):
     def post(self, request: Request) -> Response:
         serializer = CloneRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        sync_interval = serializer.validated_data.pop("sync_interval", None)
         project = services.request_clone(
             owner=request.user, request_id=request._request.request_id, **serializer.validated_data
         )
+        if sync_interval is not None:
+            schedule.set_sync_interval(project=project, interval=sync_interval)
         return _accepted(project, project.jobs.get())
 
 
@@ -102,24 +107,60 @@ def _node_name_or_nothing(value: str) -> list[str]:
 
 class ProjectDetailView(APIView):
     @extend_schema(
-        responses={200: ProjectSerializer, **errors(404, body=False)}, summary="A project"
+        responses={200: ProjectWithScheduleSerializer, **errors(404, body=False)},
+        summary="A project",
     )
     def get(self, request: Request, project_id) -> Response:
         project = selectors.project_with_open_jobs_for(request.user, project_id)
-        return Response(ProjectSerializer(project).data)
+        return Response(ProjectWithScheduleSerializer(project).data)
+
+    @extend_schema(
+        request=SyncIntervalSerializer,
+        responses={200: SyncIntervalSerializer, **errors(404)},
+        summary="Change the project's scheduled sync",
+    )
+    def patch(self, request: Request, project_id) -> Response:
+        serializer = SyncIntervalSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = selectors.project_for(request.user, project_id)
+        interval = schedule.set_sync_interval(
+            project=project, interval=serializer.validated_data["sync_interval"]
+        )
+        return Response({"sync_interval": interval})
 
     @extend_schema(
         request=None,
+        parameters=[
+            OpenApiParameter(
+                "force",
+                bool,
+                description="Delete even when the checkout holds uncommitted changes, "
+                "untracked files or unpushed commits (without it such a delete fails with "
+                "`local_changes` and the checkout is kept).",
+            )
+        ],
         responses={202: AcceptedJobSerializer, **errors(404, 409)},
         summary="Queue the deletion of the project's checkout",
     )
     def delete(self, request: Request, project_id) -> Response:
         _no_body(request)
+        force = _flag(request.query_params, "force")
         project = selectors.project_for(request.user, project_id)
         job = services.request_delete(
-            project=project, actor=request.user, request_id=request._request.request_id
+            project=project,
+            actor=request.user,
+            force=force,
+            request_id=request._request.request_id,
         )
         return _accepted(project, job)
+
+
+def _flag(params, name: str) -> bool:
+    """A true/false query parameter; anything else is refused naming it."""
+    value = params.get(name, "false")
+    if value not in ("true", "false"):
+        raise ValidationError({name: ["true or false."]})
+    return value == "true"
 
 
 class ProjectStatusView(APIView):
@@ -132,32 +173,69 @@ class ProjectStatusView(APIView):
         return Response(ProjectStatusSerializer(project).data)
 
 
-@extend_schema(responses={200: EventSerializer, **errors(404, body=False)})
+_WAIT = OpenApiParameter(
+    "wait",
+    {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX},
+    description="Hold the answer up to this many seconds (capped at the server's "
+    "LONG_POLL_MAX_WAIT) until there is a newer event.",
+)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter(
+            "after",
+            {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX},
+            description="Only events after this version.",
+        ),
+        _WAIT,
+    ],
+    responses={200: EventSerializer, **errors(404, body=False)},
+)
 class ProjectEventsView(generics.ListAPIView):
-    """The project's event timeline, oldest first."""
+    """The project's event timeline, oldest first; with `wait`, a watch (see `sync.watch`)."""
 
     serializer_class = EventSerializer
 
     def get_queryset(self):
         project = selectors.project_for(self.request.user, self.kwargs["project_id"])
-        return selectors.project_events(project)
+        after = whole_number(
+            self.request.query_params, "after", default=0, message="A non-negative whole number."
+        )
+        return selectors.project_events(project).filter(version__gt=after)
 
 
 class PullView(APIView):
     @extend_schema(
         request=PullRequestSerializer,
         responses={202: AcceptedJobSerializer, **errors(404, 409)},
-        summary="Queue a pull (fetch and fast-forward, or move to another ref)",
+        summary="Queue a pull (fetch, then fast-forward, rebase or reset; or move to a ref)",
     )
     def post(self, request: Request, project_id) -> Response:
-        ref = None
-        if request.stream is not None or request.data:
-            serializer = PullRequestSerializer(data=request.data)
-            serializer.is_valid(raise_exception=True)
-            ref = serializer.validated_data.get("ref")
+        serializer = PullRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
         project = selectors.project_for(request.user, project_id)
         job = services.request_pull(
-            project=project, actor=request.user, ref=ref, request_id=request._request.request_id
+            project=project,
+            actor=request.user,
+            strategy=serializer.validated_data["strategy"],
+            ref=serializer.validated_data.get("ref"),
+            request_id=request._request.request_id,
+        )
+        return _accepted(project, job)
+
+
+class InspectView(APIView):
+    @extend_schema(
+        request=EmptyRequestSerializer,
+        responses={202: AcceptedJobSerializer, **errors(404, 409)},
+        summary="Queue a read-only look at the checkout (refreshes `workspace`)",
+    )
+    def post(self, request: Request, project_id) -> Response:
+        _no_body(request)
+        project = selectors.project_for(request.user, project_id)
+        job = services.request_inspect(
+            project=project, actor=request.user, request_id=request._request.request_id
         )
         return _accepted(project, job)
 
@@ -211,6 +289,7 @@ class RetryJobView(_JobActionView):
             {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX},
             description="Only events after this position.",
         ),
+        _WAIT,
     ],
     responses={200: EventSerializer, **errors(body=False)},
 )

@@ -47,6 +47,8 @@ def test_lease_hands_out_the_job_with_everything_the_agent_needs(session, queued
         "filter": "",
         "sparse": [],
         "timeout_seconds": 3600,
+        "strategy": "ff-only",
+        "force": False,
     }
     assert body["lease"]["attempt"] == 1
     assert len(body["lease"]["token"]) >= 24

@@ -164,12 +164,12 @@ def test_pull_with_a_ref_moves_the_project_to_it(api, node, session):
     response = api.post(f"/api/v1/projects/{project_id}/pull", {"ref": "v1.4"}, format="json")
 
     assert response.status_code == 202, response.content
-    assert response.json()["job"]["ref"] == "v1.4"
+    assert response.json()["job"]["options"] == {"ref": "v1.4"}
     lease = complete_clone(session, ref="v1.4", ref_kind="tag")
     assert (lease["job"]["branch"], lease["job"]["ref"]) == ("main", "v1.4")
     status = api.get(f"/api/v1/projects/{project_id}/status").json()
     assert (status["ref"], status["ref_kind"]) == ("v1.4", "tag")
-    assert Job.objects.filter(project_id=project_id, kind="pull").get().ref == "v1.4"
+    assert Job.objects.filter(project_id=project_id, kind="pull").get().options == {"ref": "v1.4"}
     assert_projections_match_log()
 
 
@@ -202,7 +202,7 @@ def test_events_stored_before_the_options_still_load():
     assert (event.lfs, event.submodules, event.filter, event.sparse) == (False, "none", "", ())
     assert event.to_data() == stored
     queued = domain.JobQueued.from_data({"job_id": "j", "kind": "pull", "max_attempts": 3})
-    assert queued.ref == ""
+    assert queued.options is None
 
 
 def test_new_options_are_stored_in_the_event():
