@@ -107,6 +107,26 @@ class ProjectCreated(DomainEvent):
     branch: str
     depth: int | None
     target_path: str
+    # The id of the owner's credential the project's jobs use. Left out of the stored JSON when
+    # there is none, so that events of projects without one read as they always did.
+    credential_id: str | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        data = super().to_data()
+        if data.get("credential_id") is None:
+            data.pop("credential_id", None)
+        return data
+
+
+@_event
+@dataclass(frozen=True)
+class ProjectCredentialChanged(DomainEvent):
+    """The owner gave the project another credential (`credential_id`), or none (None). Only the
+    id is recorded, never the secret; the next jobs use it."""
+
+    frees_work: ClassVar[bool] = False
+
+    credential_id: str | None
 
 
 @_event
@@ -300,6 +320,7 @@ class Project:
     branch: str = ""
     depth: int | None = None
     target_path: str = ""
+    credential_id: str | None = None
     status: ProjectStatus = ProjectStatus.PENDING
     commit: str = ""
     checkout_branch: str = ""
@@ -338,6 +359,12 @@ class CreateProject:
     depth: int | None
     job_id: str
     max_attempts: int
+    credential_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangeCredential:
+    credential_id: str | None
 
 
 @dataclass(frozen=True)
@@ -422,6 +449,7 @@ class ExpireQueuedJob:
 
 Command = (
     CreateProject
+    | ChangeCredential
     | RequestPull
     | RequestDelete
     | CancelJob
@@ -490,9 +518,18 @@ def _create(state: Project, command: CreateProject) -> list[DomainEvent]:
             branch=command.branch,
             depth=command.depth,
             target_path=f"{command.owner_id}_{command.name}",
+            credential_id=command.credential_id,
         ),
         JobQueued(command.job_id, JobKind.CLONE, command.max_attempts),
     ]
+
+
+@_decides(ChangeCredential)
+def _change_credential(state: Project, command: ChangeCredential) -> list[DomainEvent]:
+    _require_live(state)
+    if state.credential_id == command.credential_id:
+        return []
+    return [ProjectCredentialChanged(command.credential_id)]
 
 
 @_decides(RequestPull)
@@ -785,9 +822,17 @@ def _created(state: Project, event: ProjectCreated, version: int, at: datetime) 
         branch=event.branch,
         depth=event.depth,
         target_path=event.target_path,
+        credential_id=event.credential_id,
         status=ProjectStatus.PENDING,
         created_at=at,
     )
+
+
+@_mutates(ProjectCredentialChanged)
+def _credential_changed(
+    state: Project, event: ProjectCredentialChanged, version: int, at: datetime
+) -> Project:
+    return _stepped(state, version, at, credential_id=event.credential_id)
 
 
 @_mutates(JobQueued)

@@ -22,6 +22,7 @@ from nodes.models import Node
 from projects import domain, wakeups
 from projects.eventstore import Appended, execute
 from projects.models import Job, Project
+from projects.project_credentials import usable_credential
 
 MAX_CLONE_DEPTH = 1_000_000
 
@@ -103,14 +104,21 @@ def request_clone(
     branch: str,
     node: Node,
     depth: int | None = None,
+    credential: object | None = None,
     request_id: str | None = None,
 ) -> Project:
     """Creates a project and queues its clone on `node`, after checking every input against the
-    git-input policy; raises `Invalid` naming the first field that fails."""
+    git-input policy; raises `Invalid` naming the first field that fails. `credential` is the id
+    of one of the owner's credentials, for the URL's host (`project_credentials`)."""
     name = _valid("name", gitpolicy.validate_project_name, name)
     git_url = _valid("git_url", lambda url: gitpolicy.validate_git_url(url, url_policy()), git_url)
     branch = _valid("branch", gitpolicy.validate_branch, branch)
     depth = _valid("depth", _valid_depth, depth)
+    credential_id = None
+    if credential is not None:
+        credential_id = str(
+            usable_credential(owner=owner, credential_id=credential, git_url=git_url).pk
+        )
     _require_node_accepts_work(node)
     if (
         Project.objects.filter(owner=owner, name=name)
@@ -130,6 +138,7 @@ def request_clone(
         depth=depth,
         job_id=str(uuid.uuid4()),
         max_attempts=settings.LEASE_MAX_ATTEMPTS,
+        credential_id=credential_id,
     )
     try:
         execute(project_id, command, meta=_meta(owner, request_id), after=_wake)

@@ -150,6 +150,24 @@ class CloneRequestSerializer(StrictSerializer):
         max_value=MAX_CLONE_DEPTH,
         help_text="Shallow clone with this many commits of history.",
     )
+    credential = StrictUUIDField(
+        required=False,
+        allow_null=True,
+        help_text="Id of one of your credentials for the git_url's host[:port]; its jobs then "
+        "authenticate with it.",
+    )
+
+
+class ProjectCredentialRequestSerializer(StrictSerializer):
+    credential = StrictUUIDField(
+        allow_null=True,
+        help_text="Id of one of your credentials for the project's host[:port], or null for none.",
+    )
+
+
+class CredentialSummarySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
 
 
 class EmptyRequestSerializer(StrictSerializer):
@@ -201,6 +219,8 @@ class ProjectSerializer(serializers.ModelSerializer):
     owner = serializers.IntegerField(source="owner_id", read_only=True)
     node = NodeSummarySerializer(read_only=True)
     active_job = ActiveJobField()
+    # Id and name only: nothing of a credential's secret ever leaves through the project API.
+    credential = CredentialSummarySerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Project
@@ -212,6 +232,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "git_url",
             "branch",
             "depth",
+            "credential",
             "target_path",
             "status",
             "commit",

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.exceptions import NotFound
 from core.query import BIGINT_MAX, whole_number
 from core.schema import errors
 from nodes.models import NODE_NAME_PATTERN
@@ -21,12 +22,14 @@ from projects.api.serializers import (
     CloneRequestSerializer,
     EmptyRequestSerializer,
     EventSerializer,
+    ProjectCredentialRequestSerializer,
     ProjectSerializer,
     ProjectStatusSerializer,
     canonical_uuid,
 )
 from projects.domain import ProjectStatus
 from projects.models import Event, Job, Project
+from projects.project_credentials import change_credential
 
 
 def _accepted(project: Project, job: Job) -> Response:
@@ -104,6 +107,25 @@ class ProjectDetailView(APIView):
     )
     def get(self, request: Request, project_id) -> Response:
         project = selectors.project_for(request.user, project_id)
+        return Response(ProjectSerializer(project).data)
+
+    @extend_schema(
+        request=ProjectCredentialRequestSerializer,
+        responses={200: ProjectSerializer, **errors(400, 404, 409)},
+        summary="Give the project another credential of yours, or none",
+    )
+    def patch(self, request: Request, project_id) -> Response:
+        project = selectors.project_for(request.user, project_id)
+        if project.owner_id != request.user.pk:
+            raise NotFound("No such project.")
+        serializer = ProjectCredentialRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = change_credential(
+            project=project,
+            credential_id=serializer.validated_data["credential"],
+            actor=request.user,
+            request_id=request._request.request_id,
+        )
         return Response(ProjectSerializer(project).data)
 
     @extend_schema(

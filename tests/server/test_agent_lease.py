@@ -42,6 +42,9 @@ def test_lease_hands_out_the_job_with_everything_the_agent_needs(session, queued
         "target_path": f"{user.pk}_demo",
         "depth": None,
         "timeout_seconds": 3600,
+        "credential": None,
+        "use_node_credentials": False,
+        "ssh_known_hosts": "",
     }
     assert body["lease"]["attempt"] == 1
     assert len(body["lease"]["token"]) >= 24
