@@ -74,19 +74,42 @@ def found_in_files(root: Path, needles: list[str]) -> list[str]:
     return hits
 
 
+def _parent(pid: str) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name, in parentheses, may hold spaces: the fields after it are plain.
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def process_texts() -> dict[int, bytes]:
-    """The cmdline and environ of every process on the machine, by pid."""
+    """The cmdline and environ of every process descending from this one (the agent, git, ssh,
+    the helpers, and the servers' git), by pid. Other people's processes on the machine are
+    left alone."""
+    parents = {int(pid): _parent(pid) for pid in os.listdir("/proc") if pid.isdigit()}
+    me = os.getpid()
+
+    def descends(pid: int) -> bool:
+        seen = set()
+        while pid and pid not in seen:
+            if pid == me:
+                return True
+            seen.add(pid)
+            pid = parents.get(pid) or 0
+        return False
+
     texts = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for pid in parents:
+        if pid == me or not descends(pid):
             continue
         chunks = []
         for name in ("cmdline", "environ"):
             try:
-                chunks.append(Path(f"/proc/{entry}/{name}").read_bytes())
+                chunks.append(Path(f"/proc/{pid}/{name}").read_bytes())
             except OSError:
                 continue
-        texts[int(entry)] = b"\0".join(chunks)
+        texts[pid] = b"\0".join(chunks)
     return texts
 
 
