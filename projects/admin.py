@@ -183,7 +183,7 @@ class ProjectAdmin(ReadOnlyAdmin):
     actions = ["pull", "delete_checkout", "cancel", "retry"]
     fieldsets = [
         (None, {"fields": ["id", "name", "owner", "node_presence", "status", "version"]}),
-        ("Source", {"fields": ["git_url", "branch", "depth"]}),
+        ("Source", {"fields": ["git_url", "branch", "depth", "credential_used"]}),
         (
             "Checkout",
             {"fields": ["target_path", "commit", "checkout_branch", "local_path", "error"]},
@@ -200,6 +200,7 @@ class ProjectAdmin(ReadOnlyAdmin):
         "git_url",
         "branch",
         "depth",
+        "credential_used",
         "target_path",
         "commit",
         "checkout_branch",
@@ -210,6 +211,14 @@ class ProjectAdmin(ReadOnlyAdmin):
     ]
     change_list_template = "admin/projects/project/change_list.html"
     change_form_template = "admin/projects/project/change_form.html"
+
+    @admin.display(description="Credential")
+    def credential_used(self, project: Project) -> str:
+        """The credential's name and id, never more of it."""
+        credential = project.credential
+        if credential is None:
+            return "none (anonymous)"
+        return f"{credential.name} ({credential.pk})"
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         opts = self.opts

@@ -315,6 +315,7 @@ def test_the_admin_shows_the_grant_and_never_the_secret(make_user, project, cred
     ]
 
     assert "use the node" in pages[0].content.decode()
+    assert f"ci-token ({credential.pk})" in pages[1].content.decode()
     for page in pages:
         assert page.status_code == 200
         assert TOKEN not in page.content.decode()
