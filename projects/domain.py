@@ -120,17 +120,6 @@ class ProjectCreated(DomainEvent):
 
 @_event
 @dataclass(frozen=True)
-class ProjectCredentialChanged(DomainEvent):
-    """The owner gave the project another credential (`credential_id`), or none (None). Only the
-    id is recorded, never the secret; the next jobs use it."""
-
-    frees_work: ClassVar[bool] = False
-
-    credential_id: str | None
-
-
-@_event
-@dataclass(frozen=True)
 class JobQueued(DomainEvent):
     """A clone, pull or delete was asked for, or a failed or cancelled job was retried. A delete
     makes the project `deleting` and cancels the jobs still queued before it."""
@@ -256,6 +245,17 @@ class JobCancelled(DomainEvent):
 
     job_id: str
     reason: str
+
+
+@_event
+@dataclass(frozen=True)
+class ProjectCredentialChanged(DomainEvent):
+    """The owner gave the project another credential (`credential_id`), or none (None). Only the
+    id is recorded, never the secret; the next jobs use it."""
+
+    frees_work: ClassVar[bool] = False
+
+    credential_id: str | None
 
 
 def event_from_data(type_: str, data: dict[str, Any]) -> DomainEvent:

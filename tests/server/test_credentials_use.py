@@ -11,6 +11,7 @@ from django.contrib.auth.models import Permission
 
 from credentials import services as credential_services
 from credentials.models import Credential
+from projects import domain
 from projects.models import Event, Project
 from tests.support.api import AgentSession, assert_projections_match_log, bearer_client, clone_body
 from tests.support.credentials import TOKEN, fernet_key
@@ -319,3 +320,19 @@ def test_the_admin_shows_the_grant_and_never_the_secret(make_user, project, cred
     for page in pages:
         assert page.status_code == 200
         assert TOKEN not in page.content.decode()
+
+
+def test_giving_a_project_the_credential_it_has_records_nothing(api, project, credential):
+    response = api.patch(
+        f"/api/v1/projects/{project['id']}", {"credential": str(credential.pk)}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert not Event.objects.filter(type="ProjectCredentialChanged").exists()
+
+
+def test_a_deleted_project_takes_no_credential(api, project, credential):
+    state = domain.Project(id=project["id"], version=3, status=domain.ProjectStatus.DELETED)
+
+    with pytest.raises(domain.Conflict):
+        domain.decide(state, domain.ChangeCredential(credential_id=str(credential.pk)))
