@@ -6,10 +6,14 @@ process's sweeper.
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.module_loading import import_string
+
+from core.errors import error_body
 
 # The agent API: its views are async and do their database work on `core.async_db`'s pool.
 AGENT_API_PREFIX = "/api/v1/agent/"
@@ -67,3 +71,15 @@ class GitfleetASGIHandler(ASGIHandler):
             await self.agent_api(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+
+class StaticFilesHandler(ASGIStaticFilesHandler):
+    """Django's static files handler, answering 404 in JSON for every path that is not a file,
+    including one that climbs out of the static folders (`/static/%2e%2e/x`), which Django's
+    handler lets escape as a 500."""
+
+    def serve(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return super().serve(request)
+        except (Http404, SuspiciousOperation):
+            return JsonResponse(error_body("Not found.", "not_found"), status=404)

@@ -4,6 +4,7 @@ Every variable read here is listed, with its default, in the README's configurat
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -43,6 +44,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "accounts",
     "nodes",
     "projects",
@@ -52,6 +54,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so its one line per request covers every answer, redirects and refusals included.
     "core.middleware.RequestLogMiddleware",
+    # Before SecurityMiddleware, whose HTTPS redirect reads the host too.
+    "core.middleware.AllowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.RequestIdMiddleware",
     "core.middleware.JsonBodyLimitMiddleware",
@@ -61,12 +65,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: answers a locked-out login before the view runs.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # Agent calls carry no cookie, session or CSRF token: `config.handlers` serves `/api/v1/agent/`
 # with this shorter stack, all of it async, so an agent call never hops to a thread for middleware.
 AGENT_API_MIDDLEWARE = [
     "core.middleware.RequestLogMiddleware",
+    "core.middleware.AllowedHostMiddleware",
     "core.middleware.InlineSecurityMiddleware",
     "core.middleware.RequestIdMiddleware",
     "core.middleware.JsonBodyLimitMiddleware",
@@ -116,13 +123,36 @@ else:
     # Under ASGI a request's connection lives in a short-lived thread, so persistent connections
     # would leak; a per-process pool hands connections out and takes them back instead.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # With a pool, Django turns this into psycopg_pool's `check=ConnectionPool.check_connection`:
+    # a pooled connection is tried (an empty query) before it is handed out, so one that a
+    # database restart closed is replaced instead of failing the request that takes it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
         "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
-        "timeout": 10,
+        # Seconds a request waits for a connection; past it, 503 (`core.errors`).
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
     }
+# Seconds a client is told to wait (`Retry-After`) when the database cannot be reached.
+DATABASE_RETRY_AFTER_SECONDS = env.int("DATABASE_RETRY_AFTER_SECONDS", default=5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Password logins (the admin's and the browsable API's) -----------------------------------
+# django-axes counts failed logins in the database (so across server processes) and refuses
+# further attempts, right or wrong, for an account or an address that failed too often.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("LOGIN_LOCKOUT_SECONDS", default=900))
+# Either is enough to lock: one account tried from many addresses, or one address trying many.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# Successful logins are already in the request log; failures are what axes must keep. The
+# address is REMOTE_ADDR, which uvicorn takes from X-Forwarded-For only from FORWARDED_ALLOW_IPS.
+AXES_DISABLE_ACCESS_LOG = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -149,9 +179,11 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 X_FRAME_OPTIONS = "DENY"
-# Bodies above this are answered 413 in JSON before any view runs.
+# Bodies above this are answered 413 in JSON before they are read (`core.asgi_limits`).
 MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# Django spools a body to a temporary file past this size; every body it sees stays in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, MAX_REQUEST_BODY_BYTES)
 MAX_JSON_DEPTH = env.int("MAX_JSON_DEPTH", default=10)
 
 # --- REST framework and the schema ----------------------------------------------------------
@@ -261,5 +293,9 @@ LOGGING = {
     # uvicorn's own lines (start, stop, errors) in the same format. Not its parent "uvicorn":
     # configuring that would reset "uvicorn.access", which `--no-access-log` keeps silent
     # because `gitfleet.request` replaces it.
-    "loggers": {"uvicorn.error": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}},
+    "loggers": {
+        "uvicorn.error": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # django-axes announces its configuration at every start, manage.py commands included.
+        "axes.apps": {"level": "WARNING"},
+    },
 }

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from config import health
 from config.api_root import api_root
+from core.errors import get_only
 from projects import account
 from projects.metrics import metrics as metrics_view
 
@@ -36,10 +37,13 @@ urlpatterns = [
     path("api/v1/", include("credentials.api.urls")),
     path("api/v1/agent/", include("projects.agent_api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path(
+        "api/docs/", get_only(SpectacularSwaggerView.as_view(url_name="schema")), name="swagger-ui"
+    ),
+    path("api/redoc/", get_only(SpectacularRedocView.as_view(url_name="schema")), name="redoc"),
     path("api-auth/", include("rest_framework.urls")),
 ]
 
+handler400 = "core.errors.bad_request"
 handler404 = "core.errors.page_not_found"
 handler500 = "core.errors.server_error"

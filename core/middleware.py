@@ -1,4 +1,5 @@
-"""Request-wide middleware: a request id on every request, and a body-size limit answered in JSON."""
+"""Request-wide middleware: the `Host` check, a request id on every request, and a body-size
+limit, each refusal answered in JSON."""
 
 import asyncio
 import logging
@@ -8,10 +9,13 @@ import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.security import SecurityMiddleware
 from django.utils.encoding import escape_uri_path
 from django.utils.functional import SimpleLazyObject, empty
+
+from core.errors import bad_request
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _CONTENT_LENGTH = re.compile(r"^[0-9]{1,19}\Z")
@@ -44,6 +48,23 @@ class _Middleware:
 
     def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         return response
+
+
+security_logger = logging.getLogger("django.security.DisallowedHost")
+
+
+class AllowedHostMiddleware(_Middleware):
+    """Checks `Host` against `ALLOWED_HOSTS` first, in both stacks: the agent API's has no other
+    step that looks at it, and the answer (`core.errors.bad_request`, JSON under /api/) comes
+    without the traceback Django logs when the check fails deeper in."""
+
+    def before(self, request):
+        try:
+            request.get_host()
+        except DisallowedHost as exc:
+            security_logger.warning("%s", exc)
+            return bad_request(request, exc)
+        return None
 
 
 class RequestIdMiddleware(_Middleware):

@@ -254,17 +254,11 @@ def replay_all(batch_size: int = 5000) -> Iterator[domain.Project]:
         yield replay(str(uuid.UUID(stream)), _replayed_events(events))
 
 
-def diff(replayed: domain.Project) -> list[Drift]:
-    """How the stored projection of one project differs from its replay."""
-    [(_, drifts)] = diffs([replayed])
-    return drifts
-
-
 def diffs(
     replayed: Iterable[domain.Project], batch_size: int = 500
 ) -> Iterator[tuple[domain.Project, list[Drift]]]:
-    """Each replayed project and how its stored projection differs from it, as `diff` says,
-    in the order given. The stored rows of `batch_size` projects are read at a time: their
+    """Each replayed project and how its stored projection differs from it, in the order
+    given. The stored rows of `batch_size` projects are read at a time: their
     project rows in one query and their job rows in another.
     """
     projects = iter(replayed)
@@ -317,10 +311,16 @@ def _drifts(
     return drifts
 
 
-def check(project_id: str) -> list[Drift]:
-    """Replays one project from its events and compares it with what is stored."""
+def replay_one(project_id: str) -> domain.Project:
+    """One project replayed from its events (`rebuild_projections --project`)."""
     rows = _event_rows(Event.objects.filter(project_id=project_id))
-    return diff(replay(str(project_id), _replayed_events(rows.iterator())))
+    return replay(str(project_id), _replayed_events(rows.iterator()))
+
+
+def check(project_id: str) -> list[Drift]:
+    """How the stored projection of one project differs from its replay."""
+    [(_, drifts)] = diffs([replay_one(project_id)])
+    return drifts
 
 
 def orphans() -> list[Drift]:

@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "gitfleet_jobs"
 ALL_NODES = "*"
+# Seconds between the listener's reconnection attempts: doubling from the first to the most.
+_FIRST_BACKOFF = 0.2
+_MAX_BACKOFF = 2.0
 
 
 def announce(node_id: str) -> None:
@@ -146,28 +149,34 @@ class Hub:
         self._listener = loop.create_task(self._listen(), name="gitfleet-listener")
 
     async def _listen(self) -> None:
+        """Holds the `LISTEN` connection and reconnects by itself, at most `_MAX_BACKOFF` apart,
+        whenever it is lost; once back, every waiter re-checks for work announced meanwhile."""
         import psycopg
 
-        backoff = 0.5
+        backoff = _FIRST_BACKOFF
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(_conninfo(), autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(
+                    _conninfo(), autocommit=True, connect_timeout=10
+                )
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.listener_connected = True
-                    backoff = 0.5
-                    # Anything announced while we were not listening is found by a re-check.
+                    backoff = _FIRST_BACKOFF
+                    logger.info("job listener connected")
                     self.wake(ALL_NODES)
+                    # A restart closes the connection: psycopg raises, and the loop reconnects.
                     async for notification in conn.notifies():
                         self.wake(notification.payload)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.warning("job listener lost its connection; reconnecting", exc_info=True)
+            except Exception as exc:
+                # A restart is expected now and then: one line, no traceback.
+                logger.warning("job listener lost its connection (%s); reconnecting", exc)
             finally:
                 self.listener_connected = False
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
 
 
 def _conninfo() -> str:

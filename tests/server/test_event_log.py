@@ -128,6 +128,23 @@ def test_rebuild_check_names_drift_and_repair_fixes_it(project_id, capsys):
 
 
 @pytest.mark.django_db
+def test_rebuild_of_one_project_checks_and_repairs_only_that_one(project_id, capsys):
+    other = Project.objects.get(pk=project_id)
+    other.pk, other.name = uuid.uuid4(), "other"  # a row no stream accounts for
+    other.save(force_insert=True)
+    Project.objects.filter(pk=project_id).update(status="ready")
+
+    with pytest.raises(CommandError, match="1 project projection"):
+        call_command("rebuild_projections", "--check", "--project", str(project_id))
+    out = capsys.readouterr().out
+    assert "1 project(s) replayed" in out and str(other.pk) not in out
+
+    call_command("rebuild_projections", "--project", str(project_id))
+    call_command("rebuild_projections", "--check", "--project", str(project_id))
+    assert Project.objects.get(pk=project_id).status == "pending"
+
+
+@pytest.mark.django_db
 def test_rebuild_check_catches_a_missing_job_row(project_id, capsys):
     from projects.models import Job
 

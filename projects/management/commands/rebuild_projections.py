@@ -1,3 +1,5 @@
+import uuid
+
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -12,10 +14,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--check", action="store_true", help="Report drift; change nothing.")
+        parser.add_argument(
+            "--project", type=uuid.UUID, help="Only this project (its id); no orphan scan."
+        )
 
-    def handle(self, *args, check: bool, **options):
+    def handle(self, *args, check: bool, project: uuid.UUID | None, **options):
         projects = drifted = 0
-        for replayed, drifts in projection.diffs(projection.replay_all()):
+        replayed_projects = (
+            [projection.replay_one(str(project))] if project else projection.replay_all()
+        )
+        for replayed, drifts in projection.diffs(replayed_projects):
             projects += 1
             if not drifts:
                 continue
@@ -25,7 +33,7 @@ class Command(BaseCommand):
             if not check:
                 with transaction.atomic():
                     projection.repair(replayed)
-        for orphan in projection.orphans():
+        for orphan in [] if project else projection.orphans():
             drifted += 1
             self.stdout.write(f"drift: {orphan} (no events)")
         verb = "drifted" if check else "repaired"
