@@ -1,8 +1,9 @@
 """How a job authenticates to its git host, and nothing else does: the project's credential,
 the node's own credentials for people granted them, or nothing at all.
 
-Every job gets a private folder (0700) under `<storage>/.job-secrets/`, removed when the job
-ends whatever the way, and by a restarted agent at start. It is the job's empty `HOME` (no
+Every job gets a private folder (0700) in the agent's secrets folder, itself 0700 in the temporary
+folder (`$TMPDIR`, named after the user and the storage path, so that each agent sweeps only its
+own), removed when the job ends whatever the way, and by a restarted agent at start. It is the job's empty `HOME` (no
 `~/.netrc`, no `~/.ssh`, no `~/.gitconfig`), and holds the job's known_hosts file and, for an
 SSH credential, its key (0600). An HTTPS secret never touches a file: git asks the agent's own
 helper (`agent/credential_helper.py`), scoped to the credential's host, which reads the answer
@@ -14,10 +15,13 @@ from every message the job reports.
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import logging
 import os
 import shlex
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -28,7 +32,7 @@ from urllib.parse import urlsplit
 from agent.logs import log_event
 from agent.validation import InvalidJob
 
-SECRETS_FOLDER = ".job-secrets"
+SECRETS_FOLDER = "gitfleet-job-secrets"
 HELPER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "credential_helper.py")
 CREDENTIAL_FD_VARIABLE = "GITFLEET_CREDENTIAL_FD"
 # The helper answers one `get` per record; git asks once per remote-helper process, so a few
@@ -147,7 +151,22 @@ class GitSetup:
 
 
 def secrets_root(storage_path: str) -> str:
-    return os.path.join(storage_path, SECRETS_FOLDER)
+    """The agent's own folder for jobs' secrets, in the temporary folder: not in the storage,
+    whose backups and listings it must stay out of."""
+    digest = hashlib.sha256(os.path.abspath(storage_path).encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), f"{SECRETS_FOLDER}-{os.geteuid()}-{digest}")
+
+
+def _private_root(storage_path: str) -> str:
+    """`secrets_root`, made 0700 if missing; refused unless it is a folder of this user's that
+    nobody else may enter (another user of a shared /tmp could have made it first)."""
+    root = secrets_root(storage_path)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(root, 0o700)
+    info = os.lstat(root)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise PermissionError(errno.EACCES, "the secrets folder is not private", root)
+    return root
 
 
 def sweep_secrets(storage_path: str) -> list[str]:
@@ -156,6 +175,8 @@ def sweep_secrets(storage_path: str) -> list[str]:
     try:
         names = os.listdir(root)
     except FileNotFoundError:
+        return []
+    if os.path.islink(root):
         return []
     for name in names:
         path = os.path.join(root, name)
@@ -172,10 +193,7 @@ def job_access(
     access: Access, *, git_url: str, storage_path: str, node_helper: str
 ) -> Iterator[GitSetup]:
     """The git set-up of one job; its private folder and pipe are gone when the block ends."""
-    root = secrets_root(storage_path)
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    os.chmod(root, 0o700)
-    folder = tempfile.mkdtemp(prefix="job-", dir=root)
+    folder = _job_folder(storage_path)
     fds: list[int] = []
     try:
         home = os.path.join(folder, "home")
@@ -225,6 +243,20 @@ def job_access(
         shutil.rmtree(folder, ignore_errors=True)
         if os.path.exists(folder):
             log_event(logging.ERROR, "job_secrets_left", folder=folder)
+        # The last job out removes the agent's folder too; another job's folder keeps it.
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(folder))
+
+
+def _job_folder(storage_path: str) -> str:
+    """A new private folder for one job. Made again when a job that just ended removed the
+    agent's folder between its creation and this job's."""
+    for _ in range(5):
+        try:
+            return tempfile.mkdtemp(prefix="job-", dir=_private_root(storage_path))
+        except FileNotFoundError:
+            continue
+    return tempfile.mkdtemp(prefix="job-", dir=_private_root(storage_path))
 
 
 def ssh_command(*, identity: str | None, known_hosts_files: list[str], node_keys: bool) -> str:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from agent.credentials import (
-    SECRETS_FOLDER,
     Access,
     GitCredential,
     parse_access,
+    secrets_root,
     sweep_secrets,
 )
 from agent.errors import JobCancelled, JobFailure
@@ -41,6 +41,12 @@ def private_http(http_git, upstream):
     http_git.basic_users["alice"] = TOKEN
     upstream.commit({"README.md": "private\n"}, "first")
     return http_git
+
+
+def job_folders(storage_path: str) -> list[str]:
+    """The job folders left in the agent's secrets folder (which goes once it is empty)."""
+    root = secrets_root(storage_path)
+    return os.listdir(root) if os.path.exists(root) else []
 
 
 def token_access(server, *, secret: str = TOKEN, name: str = "ci-token") -> Access:
@@ -156,7 +162,7 @@ def test_https_clone_and_pull_use_the_credential_and_leave_no_trace(
     assert "alice" in private_http.basic_logins
     storage = Path(agent_config.storage_path)
     assert found_in_files(storage, [TOKEN]) == []
-    assert os.listdir(storage / SECRETS_FOLDER) == []
+    assert job_folders(str(storage)) == []
     origin = (checkout / ".git" / "config").read_text()
     assert url in origin and "alice" not in origin
 
@@ -191,7 +197,7 @@ def test_a_refused_token_fails_auth_failed_naming_the_credential_and_host_only(
     assert "'ci-token'" in failure.message and private_http.host in failure.message
     assert TOKEN not in failure.message
     assert os.listdir(agent_config.projects_path) == []
-    assert os.listdir(Path(agent_config.storage_path) / SECRETS_FOLDER) == []
+    assert job_folders(agent_config.storage_path) == []
 
 
 def test_a_rotated_secret_works_at_once(agent_config, private_http, upstream):
@@ -289,7 +295,7 @@ def test_ssh_clone_and_pull_use_the_deploy_key_and_leave_no_trace(
     assert Path(cloned.local_path, "b.txt").read_text() == "b\n"
     storage = Path(agent_config.storage_path)
     assert found_in_files(storage, [deploy_key.body, *deploy_key.body_parts()]) == []
-    assert os.listdir(storage / SECRETS_FOLDER) == []
+    assert job_folders(str(storage)) == []
 
 
 def test_the_ssh_processes_of_a_clone_never_hold_the_key(
@@ -385,7 +391,7 @@ def test_a_cancelled_clone_removes_its_secrets(agent_config, private_http, upstr
 
     worker = threading.Thread(target=clone)
     worker.start()
-    secrets_folder = Path(agent_config.storage_path) / SECRETS_FOLDER
+    secrets_folder = Path(secrets_root(agent_config.storage_path))
     deadline = time.monotonic() + 10
     while not (secrets_folder.exists() and os.listdir(secrets_folder)):
         assert time.monotonic() < deadline
@@ -395,19 +401,36 @@ def test_a_cancelled_clone_removes_its_secrets(agent_config, private_http, upstr
     worker.join(15)
 
     assert isinstance(outcome[0], JobCancelled)
-    assert os.listdir(secrets_folder) == []
+    assert job_folders(agent_config.storage_path) == []
     assert found_in_files(Path(agent_config.storage_path), [TOKEN]) == []
 
 
 def test_leftover_job_folders_are_removed_at_start(tmp_path, deploy_key):
-    leftover = tmp_path / SECRETS_FOLDER / "job-dead"
+    leftover = Path(secrets_root(str(tmp_path))) / "job-dead"
     leftover.mkdir(parents=True)
     (leftover / "key").write_text(deploy_key.private)
 
     removed = sweep_secrets(str(tmp_path))
 
     assert removed == ["job-dead"]
-    assert os.listdir(tmp_path / SECRETS_FOLDER) == []
+    assert job_folders(str(tmp_path)) == []
+    os.rmdir(secrets_root(str(tmp_path)))
+
+
+def test_a_secrets_folder_others_may_enter_is_refused(make_config, private_http, upstream):
+    config = make_config(AGENT_GIT_ALLOWED_SCHEMES="http")
+    root = Path(secrets_root(config.storage_path))
+    root.mkdir(mode=0o777, exist_ok=True)
+    root.chmod(0o777)
+    try:
+        failure = run(
+            config, token_access(private_http), git_url=private_http.url("basic", upstream.name)
+        )
+    finally:
+        root.rmdir()
+
+    assert isinstance(failure, JobFailure)
+    assert failure.code == "permission_denied"
 
 
 def test_a_failure_message_never_quotes_the_key(deploy_key):

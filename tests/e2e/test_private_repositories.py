@@ -5,7 +5,6 @@ not be."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -250,7 +249,7 @@ def test_private_repositories_with_peoples_credentials_and_no_trace(
     assert found == []
     assert sampled == []
     assert git_seen[0] > 0
-    assert os.listdir(fleet.storage / ".job-secrets") == []
+    assert list(agent_tmp.rglob("job-*")) == []
 
     # The search finds a secret where one must be: in the lease answer for a job that uses it.
     fresh = alice.http.post(
