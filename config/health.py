@@ -2,6 +2,7 @@
 
 import logging
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, JsonResponse
@@ -10,8 +11,11 @@ logger = logging.getLogger(__name__)
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    """The process is up and answering."""
-    return JsonResponse({"status": "ok"})
+    """The process is up and answering; with `GITFLEET_RUN_ID` set, it says which run it is."""
+    body = {"status": "ok"}
+    if settings.RUN_ID:
+        body["run"] = settings.RUN_ID
+    return JsonResponse(body)
 
 
 def readyz(request: HttpRequest) -> JsonResponse:

@@ -25,6 +25,9 @@ if ENV_FILE and Path(ENV_FILE).is_file():
 
 DEBUG = env.bool("DEBUG", default=False)
 DATA_DIR = Path(env.str("GITFLEET_DATA_DIR", default=str(BASE_DIR / "data")))
+# A value `make run` makes anew for each run and finds again in `/healthz`, so that its health
+# check knows it reached the server it started, not another program on the same port.
+RUN_ID = env.str("GITFLEET_RUN_ID", default="")
 
 if DEBUG:
     SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-never-use-in-production")

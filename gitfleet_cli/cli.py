@@ -380,8 +380,12 @@ def _status_lines(status: dict[str, Any]) -> list[str]:
         progress = job.get("progress") or {}
         done = f", {progress['percent']}%" if isinstance(progress.get("percent"), int) else ""
         lines.append(f"job:      {job['kind']} {job['state']} (attempt {job['attempt']}{done})")
+    reason = status.get("reason")
     error = status.get("last_error")
-    if error:
+    if reason:
+        retry = f" (tried again at {reason['retry_at']})" if reason.get("retry_at") else ""
+        lines.append(f"why:      {reason.get('code', '')}: {reason.get('message', '')}{retry}")
+    elif error:
         lines.append(f"error:    {error.get('code', '')}: {error.get('message', '')}")
     return lines
 
@@ -455,6 +459,13 @@ def _tokens_call(call: Callable[[], Any], *, one_token: str = "") -> Any:
         raise
 
 
+def _token_state(token: dict[str, Any]) -> str:
+    """`active`, `revoked` or `expired`: the server lists revoked tokens too, for the record."""
+    if token.get("revoked_at"):
+        return "revoked"
+    return "active" if token.get("active", True) else "expired"
+
+
 def cmd_tokens_list(args: argparse.Namespace, ctx: Context) -> int:
     """Lists the person's API tokens."""
     tokens = _tokens_call(lambda: list(ctx.client.pages(TOKENS_PATH)))
@@ -462,6 +473,7 @@ def cmd_tokens_list(args: argparse.Namespace, ctx: Context) -> int:
         [
             str(t.get("id", "")),
             str(t.get("name", "")),
+            _token_state(t),
             str(t.get("created_at") or "-"),
             str(t.get("expires_at") or "never"),
             str(t.get("last_used_at") or "never"),
@@ -469,7 +481,7 @@ def cmd_tokens_list(args: argparse.Namespace, ctx: Context) -> int:
         for t in tokens
     ]
     ctx.output.result(
-        tokens, lambda: table(["ID", "NAME", "CREATED", "EXPIRES", "LAST USED"], rows)
+        tokens, lambda: table(["ID", "NAME", "STATE", "CREATED", "EXPIRES", "LAST USED"], rows)
     )
     return ExitCode.OK
 

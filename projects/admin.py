@@ -28,6 +28,7 @@ from django.http import (
 )
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import dateformat, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -38,7 +39,7 @@ from projects import domain, services, timeline
 from projects.api.serializers import CloneRequestSerializer
 from projects.models import Event, Job, Project
 from projects.redaction import readable
-from projects.selectors import active_job, failure_reason
+from projects.selectors import FailureReason, active_job, failure_reason, last_error, with_open_jobs
 
 admin.site.site_header = "Gitfleet"
 admin.site.site_title = "Gitfleet admin"
@@ -71,6 +72,22 @@ def error_text(error: dict[str, Any] | None) -> str:
         error.get("code") or "error",
         retryable,
         error.get("message") or "",
+    )
+
+
+def reason_text(reason: FailureReason | None) -> str:
+    """Why a project is not where it was asked to be, and when it is tried again, if it is."""
+    if reason is None:
+        return "-"
+    retry = ""
+    if reason.retry_at is not None:
+        when = dateformat.format(timezone.localtime(reason.retry_at), "Y-m-d H:i:s e")
+        retry = f", tried again at {when}"
+    return format_html(
+        '<strong>{}</strong>{}<pre style="margin:0;white-space:pre-wrap;">{}</pre>',
+        reason.code,
+        retry,
+        reason.message,
     )
 
 
@@ -176,7 +193,15 @@ def nodes_accepting_work() -> list[Node]:
 
 @admin.register(Project)
 class ProjectAdmin(ReadOnlyAdmin):
-    list_display = ["name", "status", "node_presence", "owner", "short_commit", "updated_at"]
+    list_display = [
+        "name",
+        "status",
+        "reason",
+        "node_presence",
+        "owner",
+        "short_commit",
+        "updated_at",
+    ]
     list_filter = ["status", "node"]
     list_select_related = ["node", "owner"]
     search_fields = ["name"]
@@ -212,6 +237,10 @@ class ProjectAdmin(ReadOnlyAdmin):
     change_list_template = "admin/projects/project/change_list.html"
     change_form_template = "admin/projects/project/change_form.html"
 
+    def get_queryset(self, request: HttpRequest):
+        # The reason column reads each project's open jobs: fetch them for the page at once.
+        return with_open_jobs(super().get_queryset(request))
+
     @admin.display(description="Credential")
     def credential_used(self, project: Project) -> str:
         """The credential's name and id, never more of it."""
@@ -246,7 +275,11 @@ class ProjectAdmin(ReadOnlyAdmin):
 
     @admin.display(description="last error")
     def error(self, project: Project) -> str:
-        return error_text(project.last_error)
+        return error_text(last_error(project))
+
+    @admin.display(description="why")
+    def reason(self, project: Project) -> str:
+        return reason_text(failure_reason(project))
 
     # --- Actions: one service call per project, refusals reported --------------------------
 

@@ -28,6 +28,11 @@ def project_for(user: AbstractBaseUser, project_id) -> Project:
     return get_object_or_404(visible_projects(user), pk=project_id)
 
 
+def project_with_open_jobs_for(user: AbstractBaseUser, project_id) -> Project:
+    """`project_for`, with its open jobs fetched once for the answers that show them."""
+    return get_object_or_404(with_open_jobs(visible_projects(user)), pk=project_id)
+
+
 def project_events(project: Project) -> QuerySet[Event]:
     return Event.objects.filter(project_id=project.pk).order_by("version")
 
@@ -83,6 +88,17 @@ def failure_reason(project: Project) -> FailureReason | None:
     if project.status == ProjectStatus.FAILED and project.last_error:
         return _reason(project.last_error, None)
     return None
+
+
+def last_error(project: Project) -> dict | None:
+    """The project's latest error: the current job's while it waits for another attempt (the
+    projection records an error only when a job ends), else the one recorded when a job last
+    failed or was cancelled."""
+    job = active_job(project)
+    if job is not None and job.error:
+        retry_at = job.available_at if job.state == JobState.QUEUED else None
+        return {**job.error, "job_id": str(job.pk), "kind": job.kind, "retry_at": retry_at}
+    return project.last_error
 
 
 def _reason(error: dict, retry_at: datetime | None) -> FailureReason:

@@ -3,7 +3,8 @@
     ports.py HOST PORT:SETTING [PORT:SETTING ...]
 
 Exits 0 when every port can be bound on HOST. Otherwise prints one line per taken port, naming
-the port, what holds it when this user may see that, and the setting that moves it; exits 1.
+the port, what holds it when this user may see that, and the setting that moves it with the
+command that was run (`GITFLEET_RUN_COMMAND`, `make run` unless told); exits 1.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def holder(port: int) -> str | None:
 
 def main(argv: list[str]) -> int:
     host, wanted = argv[0], argv[1:]
+    command = os.environ.get("GITFLEET_RUN_COMMAND") or "make run"
     taken = 0
     for item in wanted:
         port_text, setting = item.split(":", 1)
@@ -79,7 +81,7 @@ def main(argv: list[str]) -> int:
         by = f" by {held_by}" if held_by else " by another program"
         print(
             f"Port {port} on {host} is already in use{by}; "
-            f"stop it or choose another port, e.g. {setting}={port + 1} make run",
+            f"stop it or choose another port, e.g. {setting}={port + 1} {command}",
             file=sys.stderr,
         )
     return 1 if taken else 0

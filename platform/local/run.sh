@@ -24,7 +24,9 @@ DEMO_GIT_PORT="${GITFLEET_DEMO_GIT_PORT:-9418}"
 
 ports=("$PORT:GITFLEET_PORT")
 if [ "$DEMO" = "1" ]; then ports+=("$DEMO_GIT_PORT:GITFLEET_DEMO_GIT_PORT"); fi
-"$PY" platform/local/ports.py "$HOST" "${ports[@]}" || exit 1
+RUN_COMMAND="make run"
+if [ "$DEMO" = "1" ]; then RUN_COMMAND="make demo"; fi
+GITFLEET_RUN_COMMAND="$RUN_COMMAND" "$PY" platform/local/ports.py "$HOST" "${ports[@]}" || exit 1
 
 LOCAL_ENV="$GITFLEET_DATA_DIR/local.env"
 if [ ! -f "$LOCAL_ENV" ]; then
@@ -79,32 +81,38 @@ trap stop INT TERM EXIT
 
 if [ "$DEMO" = "1" ]; then
     "$PY" platform/local/demo.py prepare "$GITFLEET_DATA_DIR/demo"
-    git daemon --reuseaddr --export-all --listen=127.0.0.1 --port="$DEMO_GIT_PORT" \
+    # git-daemon itself, not `git daemon`: that wrapper would be the one stopped, leaving the
+    # daemon holding the port (and a background job here ignores the terminal's Ctrl-C).
+    "$(git --exec-path)/git-daemon" --reuseaddr --export-all --listen=127.0.0.1 --port="$DEMO_GIT_PORT" \
         --base-path="$GITFLEET_DATA_DIR/demo/served" "$GITFLEET_DATA_DIR/demo/served" &
     pids+=($!)
 fi
 
-"$PY" -m uvicorn config.asgi:application --host "$HOST" --port "$PORT" \
+GITFLEET_RUN_ID="$("$PY" -c 'import secrets; print(secrets.token_hex(8))')"
+GITFLEET_RUN_ID="$GITFLEET_RUN_ID" "$PY" -m uvicorn config.asgi:application --host "$HOST" --port "$PORT" \
     --timeout-graceful-shutdown 5 --no-access-log --lifespan off &
 server_pid=$!
 pids+=("$server_pid")
 
-# Healthy means *this* server answers: the process started above is alive and the port answers.
+# Healthy means *this* server answers: the process started above is alive and /healthz names
+# this run. Another program that took the port meanwhile answers without it (or not at all).
 healthy=0
 for _ in $(seq 1 150); do
     if ! kill -0 "$server_pid" 2>/dev/null; then
         echo "The server did not start (see its log above); nothing is running on $URL." >&2
         exit 1
     fi
-    if "$PY" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" \
-        "$URL/healthz" 2>/dev/null; then
+    if "$PY" -c 'import json, sys, urllib.request
+answer = json.load(urllib.request.urlopen(sys.argv[1], timeout=1))
+sys.exit(0 if answer.get("run") == sys.argv[2] else 1)' "$URL/healthz" "$GITFLEET_RUN_ID" 2>/dev/null; then
         healthy=1
         break
     fi
     sleep 0.2
 done
 if [ "$healthy" != 1 ]; then
-    echo "The server on $URL did not answer /healthz within 30 s." >&2
+    echo "The server started here did not answer on $URL within 30 s (is another program" \
+        "answering there? choose another port with GITFLEET_PORT)." >&2
     exit 1
 fi
 
@@ -123,7 +131,8 @@ Gitfleet is running.
   Browsable API   $URL/api/v1/
   API docs        $URL/api/docs/     (Swagger)  and  $URL/api/redoc/
   Node 'local'    storage in ${AGENT_STORAGE_PATH:-$GITFLEET_DATA_DIR/node}
-  API token       .venv/bin/python manage.py create_token admin
+  In a new shell  GITFLEET=$URL
+                  TOKEN=\$(.venv/bin/python manage.py create_token admin | tail -n 1)
 Press Ctrl-C to stop.
 INFO
 

@@ -17,7 +17,7 @@ import gitpolicy
 from nodes.models import Node
 from projects.models import Event, Job, Project
 from projects.redaction import readable
-from projects.selectors import active_job
+from projects.selectors import active_job, failure_reason, last_error
 from projects.services import MAX_CLONE_DEPTH
 
 # The JSON type each kind of field takes. DRF would take 5 for "5" in a CharField, "5" or 5.0
@@ -215,12 +215,50 @@ class ActiveJobField(serializers.Field):
         return JobSerializer(job).data if job else None
 
 
+class FailureReasonSerializer(serializers.Serializer):
+    """Why the project is not where it was asked to be (`projects.selectors.failure_reason`)."""
+
+    code = serializers.CharField(read_only=True)
+    message = serializers.CharField(read_only=True)
+    retry_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When the failed attempt is tried again; null when it will not be.",
+    )
+
+
+@extend_schema_field(FailureReasonSerializer(allow_null=True))
+class ReasonField(serializers.Field):
+    """The current job's error, or a failed project's last one; null when nothing is wrong."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, project: Project):
+        reason = failure_reason(project)
+        return FailureReasonSerializer(reason).data if reason else None
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {}, "nullable": True})
+class LastErrorField(serializers.Field):
+    """The latest error: the current job's while it waits to be retried, never an older job's
+    then (`projects.selectors.last_error`)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, project: Project):
+        return last_error(project)
+
+
 class ProjectSerializer(serializers.ModelSerializer):
     owner = serializers.IntegerField(source="owner_id", read_only=True)
     node = NodeSummarySerializer(read_only=True)
     active_job = ActiveJobField()
     # Id and name only: nothing of a credential's secret ever leaves through the project API.
     credential = CredentialSummarySerializer(read_only=True, allow_null=True)
+    last_error = LastErrorField()
+    reason = ReasonField()
 
     class Meta:
         model = Project
@@ -239,6 +277,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "checkout_branch",
             "local_path",
             "last_error",
+            "reason",
             "active_job",
             "version",
             "created_at",
@@ -251,6 +290,8 @@ class ProjectStatusSerializer(serializers.ModelSerializer):
     node = NodeSummarySerializer(read_only=True)
     branch = serializers.CharField(source="checkout_branch", read_only=True)
     active_job = ActiveJobField()
+    last_error = LastErrorField()
+    reason = ReasonField()
 
     class Meta:
         model = Project
@@ -263,6 +304,7 @@ class ProjectStatusSerializer(serializers.ModelSerializer):
             "local_path",
             "active_job",
             "last_error",
+            "reason",
             "version",
             "updated_at",
         ]

@@ -106,7 +106,7 @@ class ProjectDetailView(APIView):
         responses={200: ProjectSerializer, **errors(404, body=False)}, summary="A project"
     )
     def get(self, request: Request, project_id) -> Response:
-        project = selectors.project_for(request.user, project_id)
+        project = selectors.project_with_open_jobs_for(request.user, project_id)
         return Response(ProjectSerializer(project).data)
 
     @extend_schema(
@@ -148,7 +148,7 @@ class ProjectStatusView(APIView):
         summary="Where the project stands now",
     )
     def get(self, request: Request, project_id) -> Response:
-        project = selectors.project_for(request.user, project_id)
+        project = selectors.project_with_open_jobs_for(request.user, project_id)
         return Response(ProjectStatusSerializer(project).data)
 
 

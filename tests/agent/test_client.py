@@ -10,6 +10,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,7 @@ from agent.client import (
     ServerUnavailable,
 )
 from tests.support.faultproxy import FaultProxy
+from tests.support.fleet import ControlPlane
 from tests.support.gitservers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -55,6 +57,16 @@ def client(proxy, node):
 @pytest.fixture
 def instance() -> str:
     return str(uuid.uuid4())
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """One person's jobs leased at once: these tests hold several leases of one node."""
+    plane = ControlPlane(
+        tmp_path_factory.mktemp("control-plane"), MAX_RUNNING_JOBS_PER_USER_PER_NODE="10"
+    )
+    yield plane
+    plane.close()
 
 
 def lease(client, instance, request_id=None, wait=0):

@@ -215,6 +215,8 @@ def test_a_failed_clone_exits_1_with_its_reason(
     assert done.returncode == 1, done.stderr
     assert "clone missing: failed:" in done.stderr
     assert "status:   failed" in done.stdout
+    # The status says why, from the answer's reason: the failed job's error.
+    assert re.search(r"^why:      \w+: .+", done.stdout, re.MULTILINE), done.stdout
 
 
 def test_without_the_watch_api_the_follower_polls_status(
@@ -312,4 +314,8 @@ def test_tokens_through_the_tokens_api_or_a_clear_message_without_it(
     assert token_id in [str(t["id"]) for t in listed.json()]
     assert secret not in listed.stdout
     assert person("tokens", "revoke", token_id).returncode == 0
-    assert token_id not in [str(t["id"]) for t in person("tokens", "--json").json()]
+    # Revoked tokens stay listed, for the record, and say so.
+    [after] = [t for t in person("tokens", "--json").json() if str(t["id"]) == token_id]
+    assert (after["active"], after["revoked_at"] is not None) == (False, True)
+    table_lines = person("tokens").stdout.splitlines()
+    assert any(line.split()[:3] == [token_id, "laptop", "revoked"] for line in table_lines)

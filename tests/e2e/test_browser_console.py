@@ -6,55 +6,26 @@ Screenshots of the key pages go to `artifacts/screenshots/` (not committed).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page, expect
+
+from tests.support.browser import SCREENSHOTS, chromium_page, screenshot
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = os.environ.get("GITFLEET_CHROMIUM", "/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 ADMIN_PASSWORD = "browser-test-password"
-
-if not shutil.which(CHROMIUM):
-    if os.environ.get("CI"):
-        raise RuntimeError(f"CI runs the browser tests: install Chromium at {CHROMIUM}")
-    pytest.skip(
-        f"Chromium not found at {CHROMIUM} (apt-get install chromium)", allow_module_level=True
-    )
-
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture
-def browser_page(tmp_path):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(20_000)
-        try:
-            yield page
-        finally:
-            browser.close()
+def browser_page():
+    with chromium_page() as page:
+        yield page
 
 
 def shot(page: Page, name: str) -> None:
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    screenshot(page, SCREENSHOTS, name)
 
 
 def create_admin(fleet) -> None:

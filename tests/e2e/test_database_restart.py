@@ -46,6 +46,8 @@ def site(cluster: PrivateCluster, tmp_path_factory: pytest.TempPathFactory) -> I
             LONG_POLL_RECHECK_SECONDS=RECHECK_SECONDS,
             DB_POOL_TIMEOUT="2",
             LOG_LEVEL="INFO",
+            # alice's first clone stays leased while her second waits for the woken poll.
+            MAX_RUNNING_JOBS_PER_USER_PER_NODE="2",
         )
     yield site
     site.close()

@@ -16,6 +16,12 @@ def test_healthz_answers_200_in_json_without_touching_the_database(client):
     assert response.json() == {"status": "ok"}
 
 
+def test_healthz_names_the_run_that_started_it(client, settings):
+    settings.RUN_ID = "run-4f2a"
+
+    assert client.get("/healthz").json() == {"status": "ok", "run": "run-4f2a"}
+
+
 @pytest.mark.django_db
 def test_readyz_answers_200_on_a_migrated_database(client):
     response = client.get("/readyz")

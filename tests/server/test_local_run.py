@@ -12,9 +12,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def ports_check(*args: str) -> subprocess.CompletedProcess[str]:
+def ports_check(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "platform" / "local" / "ports.py"), *args],
+        env={**os.environ, "GITFLEET_RUN_COMMAND": "", **(env or {})},
         capture_output=True,
         text=True,
         timeout=30,
@@ -36,6 +37,20 @@ def test_a_taken_port_is_named_with_what_holds_it_and_the_setting_that_moves_it(
     assert f"Port {port} on 127.0.0.1 is already in use" in lines[0]
     assert f"pid {os.getpid()}" in lines[0]  # this test process holds it
     assert f"GITFLEET_PORT={port + 1} make run" in lines[0]
+
+
+def test_the_advice_names_the_command_that_was_run():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+
+        done = ports_check(
+            "127.0.0.1", f"{port}:GITFLEET_DEMO_GIT_PORT", env={"GITFLEET_RUN_COMMAND": "make demo"}
+        )
+
+    assert done.returncode == 1
+    assert f"GITFLEET_DEMO_GIT_PORT={port + 1} make demo" in done.stderr
 
 
 def test_free_ports_pass_silently():

@@ -41,6 +41,8 @@ FUZZ_SERVER = {
     "NODE_ONLINE_WINDOW": "3600",
     "NODE_PRESENCE_WRITE_SECONDS": "0",
     "RETRY_BACKOFF_SECONDS": "0",
+    # The seeded projects of one person hold leases at once (a running pull, live leases).
+    "MAX_RUNNING_JOBS_PER_USER_PER_NODE": "100",
     # Without a key, storing a credential answers 503, which the fuzz counts as a server error.
     "CREDENTIAL_KEYS": Fernet.generate_key().decode(),
 }
