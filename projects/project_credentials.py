@@ -10,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 
 import gitpolicy
 from core.exceptions import Invalid, NotFound
-from credentials.models import Credential
+from credentials.models import Credential, CredentialKind
 from credentials.validation import host_matches
 from projects import domain
 from projects.eventstore import execute
@@ -21,13 +21,21 @@ _ANY_NETWORK_URL = gitpolicy.UrlPolicy(
 )
 
 
+# What each kind of credential authenticates: a token over HTTP(S), a key over SSH.
+_SCHEMES_OF_KIND = {
+    CredentialKind.HTTPS_TOKEN: frozenset({"https", "http"}),
+    CredentialKind.SSH_KEY: frozenset({"ssh"}),
+}
+
+
 def usable_credential(
     *, owner: AbstractBaseUser, credential_id: object, git_url: str
 ) -> Credential:
     """The owner's active credential `credential_id`, checked against `git_url`'s host.
 
     Raises `NotFound` (field `credential`) for anyone else's, a revoked or an unknown one, and
-    `Invalid` naming `credential` when its host is not the URL's host[:port].
+    `Invalid` naming `credential` when its host is not the URL's host[:port] or its kind does
+    not fit the URL's scheme (a token for ssh, a key for https).
     """
     credential = Credential.objects.filter(
         pk=credential_id, owner=owner, revoked_at__isnull=True
@@ -37,6 +45,13 @@ def usable_credential(
     # The URL passed the settings' policy already (or is checked right after); only its host
     # and port matter here.
     parsed = gitpolicy.parse_git_url(git_url, _ANY_NETWORK_URL)
+    schemes = _SCHEMES_OF_KIND[credential.kind]
+    if parsed.scheme not in schemes:
+        raise Invalid(
+            f"The credential {credential.name!r} ({credential.kind}) is for "
+            f"{' or '.join(sorted(schemes))} URLs; this URL is {parsed.scheme}.",
+            field="credential",
+        )
     if not host_matches(credential.host, parsed.host, parsed.port):
         where = parsed.host if parsed.port is None else f"{parsed.host}:{parsed.port}"
         raise Invalid(

@@ -99,6 +99,9 @@ def test_a_revoked_credential_is_not_found(api, node, credential):
         "https://other.example.com/group/demo.git",
         "https://git.example.com:8443/group/demo.git",
         "ssh://git@git.example.org/group/demo.git",
+        # The right host, the wrong kind: a token is no use to ssh.
+        "ssh://git@git.example.com/group/demo.git",
+        "git@git.example.com:group/demo.git",
     ],
 )
 def test_a_credential_for_another_host_is_refused_naming_it(api, node, credential, git_url):
