@@ -42,8 +42,7 @@ def usable_credential(
     ).first()
     if credential is None:
         raise NotFound("No such credential.", field="credential")
-    # The URL passed the settings' policy already (or is checked right after); only its host
-    # and port matter here.
+    # The URL passed the settings' policy already; only its scheme, host and port matter here.
     parsed = gitpolicy.parse_git_url(git_url, _ANY_NETWORK_URL)
     schemes = _SCHEMES_OF_KIND[credential.kind]
     if parsed.scheme not in schemes:
