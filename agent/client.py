@@ -199,6 +199,18 @@ class AgentClient:
         except (KeyError, TypeError, ValueError) as exc:
             raise ProtocolError(f"malformed renew answer: {exc!r}") from None
 
+    def progress(
+        self,
+        job_id: str,
+        *,
+        lease_token: str,
+        progress: Mapping[str, Any],
+        timeout: float | None = None,
+    ) -> None:
+        """Post a running job's latest progress (kept by the server outside the event log)."""
+        body = {"lease_token": lease_token, "progress": dict(progress)}
+        self._send(f"/jobs/{validate_uuid(job_id)}/progress", body, timeout=timeout)
+
     def complete(
         self,
         job_id: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,14 @@ class AgentConfig:
     drain_seconds: int = 60
     ca_bundle: str | None = None
     log_format: str = "text"
+    # Group-write checkouts (AGENT_CHECKOUT_MODE=group-write): the gid that owns them, or None.
+    checkout_gid: int | None = None
+    progress_seconds: float = 2.0
+
+    @property
+    def checkout_group_write(self) -> bool:
+        """Whether checkouts are made group-owned and group-writable."""
+        return self.checkout_gid is not None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AgentConfig:
@@ -64,6 +73,8 @@ class AgentConfig:
             drain_seconds=_int(env, "AGENT_DRAIN_SECONDS", 60, low=0),
             ca_bundle=_ca_bundle(env),
             log_format=_choice(env, "AGENT_LOG_FORMAT", "text", ("text", "json")),
+            checkout_gid=_checkout_gid(env),
+            progress_seconds=float(_int(env, "AGENT_PROGRESS_SECONDS", 2, low=1, high=60)),
         )
 
     @property
@@ -208,3 +219,21 @@ def _ca_bundle(env: Mapping[str, str]) -> str | None:
     if not os.path.exists(value):
         raise ConfigError(name, f"{value} does not exist")
     return os.path.abspath(value)
+
+
+def _checkout_gid(env: Mapping[str, str]) -> int | None:
+    """The group of group-write checkouts; None unless AGENT_CHECKOUT_MODE=group-write."""
+    mode = _choice(env, "AGENT_CHECKOUT_MODE", "private", ("private", "group-write"))
+    group = _raw(env, "AGENT_CHECKOUT_GROUP")
+    if mode == "private":
+        if group is not None:
+            raise ConfigError("AGENT_CHECKOUT_GROUP", "needs AGENT_CHECKOUT_MODE=group-write")
+        return None
+    if group is None:
+        raise ConfigError(
+            "AGENT_CHECKOUT_GROUP", "is required with AGENT_CHECKOUT_MODE=group-write"
+        )
+    try:
+        return grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError("AGENT_CHECKOUT_GROUP", f"no group {group!r} on this host") from None

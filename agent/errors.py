@@ -21,6 +21,8 @@ ERROR_CODES = frozenset(
         "permission_denied",
         "not_fast_forward",
         "dirty_worktree",
+        "conflict",
+        "local_changes",
         "not_a_checkout",
         "target_exists",
         "invalid_job",

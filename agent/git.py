@@ -225,11 +225,19 @@ class Git:
         self._env = setup.environment(git_environment(config))
         self._flags = git_config_flags(config) + setup.flags
         self._pass_fds = setup.pass_fds
+        # Group-write checkouts: everything git creates is group-writable (-1: umask untouched).
+        self._umask = 0o002 if config.checkout_group_write else -1
 
     def run(
-        self, *args: str, repo: str | None = None, cwd: str | None = None, check: bool = True
+        self,
+        *args: str,
+        repo: str | None = None,
+        cwd: str | None = None,
+        check: bool = True,
+        env: dict[str, str] | None = None,
     ) -> GitResult:
-        """Run `git <args>`; with `repo`, pinned to that checkout (no repository discovery).
+        """Run `git <args>`; with `repo`, pinned to that checkout (no repository discovery);
+        `env` adds variables (a temporary index, a commit's author) to the hermetic environment.
 
         Raises JobFailure (with a classified code) on a non-zero exit when `check`, JobFailure
         `timeout` when the deadline passes, JobCancelled when the job is cancelled meanwhile.
@@ -246,7 +254,8 @@ class Git:
         process = children.start(
             command,
             cwd=cwd or repo or "/",
-            env=self._env,
+            env={**self._env, **env} if env else self._env,
+            umask=self._umask,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from agent import workspace
 from agent.config import AgentConfig
 from agent.credentials import Access, job_access
 from agent.errors import JobFailure, failure_from_os_error
@@ -23,7 +24,6 @@ from agent.paths import (
     refuse_symlink,
     remove_tree,
     target_path,
-    tree_size,
 )
 from agent.validation import Job
 from gitpolicy import UrlPolicy, check_resolved_host, parse_git_url
@@ -35,7 +35,7 @@ TRASH_PREFIX = ".trash-"
 # core.sshCommand, filter drivers, include.path, ...) could make git run code; pull refuses it.
 _ALLOWED_LOCAL_CONFIG = re.compile(
     r"core\.(repositoryformatversion|filemode|bare|logallrefupdates|symlinks|ignorecase"
-    r"|precomposeunicode)"
+    r"|precomposeunicode|sharedrepository)"
     r"|remote\.origin\.(url|fetch)"
     r"|branch\..+\.(remote|merge)"
     r"|user\.(name|email)"
@@ -52,9 +52,13 @@ class JobResult:
     local_path: str
     duration_ms: int
     size_bytes: int
+    # The checkout's state after the job (`agent.workspace.inspect`); None after a delete.
+    workspace: dict[str, object] | None = None
+    # The ref a `reset` pull saved the local work under, if there was any.
+    backup_ref: str | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {name: value for name, value in asdict(self).items() if value is not None}
 
 
 def perform(
@@ -125,17 +129,21 @@ def clone(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     if existing is not None:
         if stat.S_ISDIR(existing.st_mode) and _origin_url(git, target) == job.git_url:
             # The same job delivered twice, or a clone that already happened: nothing to do.
-            return _checkout_result(git, target, started)
+            return _checkout_result(git, target, started, job)
         raise JobFailure("target_exists", f"{job.target_path} already exists with other content")
     _check_resolved_host(job, config)
     temp = child_path(root, f"{TEMP_PREFIX}{job.id}-{secrets.token_hex(4)}")
     try:
         os.mkdir(temp)
+        if config.checkout_gid is not None:
+            workspace_group_folder(temp, config.checkout_gid)
     except OSError as exc:
         raise failure_from_os_error(exc, f"cannot create a folder in {root}") from None
     try:
         args = ["clone", "--progress", "--no-recurse-submodules", "--single-branch"]
         args += ["--template=", "--config=core.symlinks=false", f"--branch={job.branch}"]
+        if config.checkout_gid is not None:
+            args.append("--config=core.sharedRepository=group")
         if job.depth is not None:
             args.append(f"--depth={job.depth}")
         git.run(*args, "--", job.git_url, temp, cwd=root)
@@ -145,11 +153,13 @@ def clone(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     except BaseException:
         remove_tree(temp)
         raise
-    return _checkout_result(git, target, started)
+    return _checkout_result(git, target, started, job)
 
 
 def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
-    """Fetch the tracked branch and fast-forward; a dirty or diverged checkout is left alone.
+    """Fetch the tracked branch, then bring the checkout to it as `job.strategy` says:
+    `ff-only` fast-forwards and leaves a dirty or diverged checkout alone, `rebase` and `reset`
+    are in `agent.workspace`.
 
     `depth` is not passed to the fetch: a shallow checkout fetches just the commits after its
     HEAD, whereas `--depth` would cut the new tip off from HEAD and every pull would diverge.
@@ -160,16 +170,21 @@ def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     if head != f"refs/heads/{job.branch}":
         current = head.removeprefix("refs/heads/") or "a detached HEAD"
         raise JobFailure("git_error", f"the checkout is on {current}, not on {job.branch}")
-    status = git.run(
-        "status", "--porcelain=v1", "--untracked-files=no", "--ignore-submodules=all",
-        repo=target,
-    )  # fmt: skip
-    if status.stdout.strip():
-        raise JobFailure("dirty_worktree", f"local changes in {job.target_path}:\n{status.stdout}")
+    if job.strategy == "ff-only":
+        changed = workspace.changed_paths(git, target, untracked=False)
+        if changed:
+            listing = workspace.LocalWork(changed=changed, unpushed=[]).describe()
+            raise JobFailure("dirty_worktree", f"local changes in {job.target_path}: {listing}")
     _check_resolved_host(job, config)
     tracking = f"refs/remotes/origin/{job.branch}"
     fetch = ["fetch", "--progress", "--no-tags", "--no-recurse-submodules", "--no-write-fetch-head"]
     git.run(*fetch, "--", job.git_url, f"+refs/heads/{job.branch}:{tracking}", repo=target)
+    if job.strategy == "rebase":
+        workspace.rebase(git, target, job.branch, tracking)
+        return _checkout_result(git, target, started, job)
+    if job.strategy == "reset":
+        backup_ref = workspace.reset(git, target, tracking)
+        return _checkout_result(git, target, started, job, backup_ref=backup_ref)
     ancestor = git.run("merge-base", "--is-ancestor", "HEAD", tracking, repo=target, check=False)
     if ancestor.returncode == 1:
         raise JobFailure("not_fast_forward", f"{job.branch} has diverged from the remote branch")
@@ -182,14 +197,27 @@ def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
         if "would be overwritten" in merge.stderr:
             raise JobFailure("dirty_worktree", merge.stderr)
         raise git.failure(merge, where=target)
-    return _checkout_result(git, target, started)
+    return _checkout_result(git, target, started, job)
+
+
+def inspect(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
+    """Look at the checkout and change nothing: its HEAD and its workspace summary."""
+    target = target_path(config.projects_path, job.target_path)
+    _check_checkout(git, target)
+    return _checkout_result(git, target, started, job)
 
 
 def delete(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
-    """Rename the project into a trash name, then remove it; what is already gone succeeds."""
+    """Rename the project into a trash name, then remove it; what is already gone succeeds.
+
+    Unless the job is forced, a checkout holding local work (see `agent.workspace.local_work`),
+    or one that cannot be checked, fails `local_changes` and is left as it is.
+    """
     root = config.projects_path
     target = target_path(root, job.target_path)
     if refuse_symlink(target) is not None:
+        if not job.force:
+            _refuse_losing_work(git, target, job)
         trash = child_path(root, f"{TRASH_PREFIX}{job.id}-{secrets.token_hex(4)}")
         os.rename(target, trash)
         remove_tree(trash)
@@ -224,22 +252,57 @@ _OPERATIONS: dict[str, Callable[[Job, AgentConfig, Git, float], JobResult]] = {
     "clone": clone,
     "pull": pull,
     "delete": delete,
+    "inspect": inspect,
 }
+
+
+def _refuse_losing_work(git: Git, target: str, job: Job) -> None:
+    try:
+        _check_checkout(git, target)
+        work = workspace.local_work(git, target)
+    except JobFailure as exc:
+        raise JobFailure(
+            "local_changes",
+            f"{job.target_path} could not be checked for local work ({exc.code}: {exc.message});"
+            " delete with force=true to remove it anyway",
+        ) from None
+    if not work.empty:
+        raise JobFailure(
+            "local_changes",
+            f"{job.target_path} holds work that would be lost; delete with force=true to remove"
+            f" it anyway. {work.describe()}",
+        )
+
+
+def workspace_group_folder(path: str, gid: int) -> None:
+    """Make a new, still private folder group-owned, group-writable and setgid, so that all
+    git creates below it (under umask 002) belongs to the group and stays writable by it."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchown(fd, -1, gid)
+        os.fchmod(fd, 0o2775)
+    finally:
+        os.close(fd)
 
 
 def _ms_since(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
-def _checkout_result(git: Git, target: str, started: float) -> JobResult:
+def _checkout_result(
+    git: Git, target: str, started: float, job: Job, *, backup_ref: str | None = None
+) -> JobResult:
     commit = git.run("rev-parse", "--verify", "HEAD^{commit}", repo=target).stdout.strip()
     branch = git.run("symbolic-ref", "--quiet", "--short", "HEAD", repo=target, check=False)
+    state = workspace.inspect(git, target, job.branch)
     return JobResult(
         commit=commit,
         branch=branch.stdout.strip(),
         local_path=target,
         duration_ms=_ms_since(started),
-        size_bytes=tree_size(target),
+        size_bytes=int(state["size_bytes"]),
+        workspace=state,
+        backup_ref=backup_ref,
     )
 
 

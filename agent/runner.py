@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent import __version__, children
 from agent.client import (
@@ -347,6 +348,13 @@ class Agent:
             daemon=True,
         )
         renewer.start()
+        reporter = threading.Thread(
+            target=self._progress_loop,
+            args=(running, done),
+            name=f"progress-{job.id[:8]}",
+            daemon=True,
+        )
+        reporter.start()
         result = error = None
         try:
             result = perform(job, self.config, control, access).as_dict()
@@ -362,6 +370,7 @@ class Agent:
         finally:
             done.set()
             renewer.join()
+            reporter.join()
         reason = control.cancel_reason
         if reason == "lease_lost" or (result is None and error is None):
             log_event(logging.WARNING, "job_stopped", **fields, reason=reason)
@@ -418,6 +427,25 @@ class Agent:
                 delay = self._renew_failed(running, backoff, exc, expires)
             except (ServerUnavailable, ProtocolError) as exc:
                 delay = self._renew_failed(running, backoff, exc, expires)
+
+    def _progress_loop(self, running: RunningJob, finished: threading.Event) -> None:
+        """Post the job's progress every `progress_seconds` while it changes, so that a long
+        clone visibly moves between renewals. Best effort: a lost lease is the renewals' to
+        notice, and a failed post just waits for the next."""
+        lease = running.leased.lease
+        sent: dict[str, Any] = {}
+        interval = self.config.progress_seconds
+        while not finished.wait(interval):
+            current = running.control.progress()
+            if not current or current == sent:
+                continue
+            try:
+                self.client.progress(
+                    running.job_id, lease_token=lease.token, progress=current, timeout=interval * 2
+                )
+                sent = current
+            except (ClientError, ServerUnavailable, ProtocolError) as exc:
+                log_event(logging.DEBUG, "progress_failed", job_id=running.job_id, error=str(exc))
 
     def _renew_failed(
         self, running: RunningJob, backoff: Backoff, exc: Exception, expires: float

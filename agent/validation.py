@@ -13,7 +13,8 @@ from typing import Any
 
 from gitpolicy import UrlPolicy, validate_branch, validate_git_url, validate_target_name
 
-JOB_KINDS = ("clone", "pull", "delete")
+JOB_KINDS = ("clone", "pull", "delete", "inspect")
+PULL_STRATEGIES = ("ff-only", "rebase", "reset")
 MAX_DEPTH = 2**31 - 1
 
 
@@ -38,6 +39,8 @@ class Job:
     target_path: str
     depth: int | None
     timeout_seconds: int
+    strategy: str = "ff-only"
+    force: bool = False
 
 
 def parse_job(
@@ -49,7 +52,7 @@ def parse_job(
     kind = data.get("kind")
     if kind not in JOB_KINDS:
         raise InvalidJob("kind", f"must be one of {', '.join(JOB_KINDS)}")
-    needs_git = kind != "delete"
+    needs_git = kind in ("clone", "pull")
     git_url = data.get("git_url") or ""
     branch = data.get("branch") or ""
     policy = UrlPolicy(
@@ -70,7 +73,26 @@ def parse_job(
         timeout_seconds=_check(
             "timeout_seconds", lambda: _positive_int(data.get("timeout_seconds"), None)
         ),
+        strategy=_check("strategy", lambda: _strategy(data.get("strategy"))),
+        force=_check("force", lambda: _flag(data.get("force"))),
     )
+
+
+def _strategy(value: object) -> str:
+    """A pull strategy; absent (an older server) means the fast-forward it always was."""
+    if value is None:
+        return "ff-only"
+    if value not in PULL_STRATEGIES:
+        raise ValueError(f"must be one of {', '.join(PULL_STRATEGIES)}")
+    return str(value)
+
+
+def _flag(value: object) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
 
 
 def _check(field: str, validate: Any) -> Any:

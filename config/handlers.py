@@ -4,6 +4,9 @@ Importing this module starts nothing; `config.asgi` builds the application and s
 process's sweeper.
 """
 
+import re
+from urllib.parse import parse_qs
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
@@ -17,6 +20,21 @@ from core.errors import error_body
 
 # The agent API: its views are async and do their database work on `core.async_db`'s pool.
 AGENT_API_PREFIX = "/api/v1/agent/"
+# The watch API: event listings asked to `wait` are held on the async stack too (`sync.watch`).
+# Only a canonical project id: any other path is the sync stack's, with its JSON 404.
+WATCH_PATH = re.compile(
+    r"^/api/v1/(projects/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/events"
+    r"|events/)$"
+)
+WATCH_URLCONF = "sync.watch_urls"
+
+
+def is_watch(scope: dict) -> bool:
+    """A listing of events with a `wait` parameter: held until a newer event exists."""
+    if not WATCH_PATH.match(scope["path"]):
+        return False
+    query = scope.get("query_string", b"").decode("latin-1")
+    return "wait" in parse_qs(query, keep_blank_values=True)
 
 
 class AgentAPIHandler(ASGIHandler):
@@ -47,6 +65,14 @@ class AgentAPIHandler(ASGIHandler):
         self._middleware_chain = handler
 
 
+class WatchAPIHandler(AgentAPIHandler):
+    """The agent API's async stack, resolving only the watch API's URLs."""
+
+    def resolve_request(self, request):
+        request.urlconf = WATCH_URLCONF
+        return super().resolve_request(request)
+
+
 class GitfleetASGIHandler(ASGIHandler):
     """Django's ASGI handler, handing the agent API to `AgentAPIHandler`.
 
@@ -59,6 +85,7 @@ class GitfleetASGIHandler(ASGIHandler):
     def __init__(self):
         super().__init__()
         self.agent_api = AgentAPIHandler()
+        self.watch_api = WatchAPIHandler()
 
     def load_middleware(self, is_async=False):
         super().load_middleware(is_async=False)  # the sync stack, whatever Django asks for
@@ -69,6 +96,9 @@ class GitfleetASGIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith(AGENT_API_PREFIX):
             await self.agent_api(scope, receive, send)
+            return
+        if scope["type"] == "http" and is_watch(scope):
+            await self.watch_api(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "nodes",
     "projects",
     "credentials",
+    "sync",
 ]
 
 MIDDLEWARE = [
@@ -228,6 +229,7 @@ SPECTACULAR_SETTINGS = {
         "JobKindEnum": "projects.models.JOB_KIND_CHOICES",
         "JobStateEnum": "projects.models.JOB_STATE_CHOICES",
         "ProjectStatusEnum": "projects.models.PROJECT_STATUS_CHOICES",
+        "SubscriptionStateEnum": "sync.models.SubscriptionState",
     },
 }
 
@@ -257,6 +259,12 @@ NODE_PRESENCE_WRITE_SECONDS = env.int("NODE_PRESENCE_WRITE_SECONDS", default=10)
 QUEUED_JOB_TTL = env.int("QUEUED_JOB_TTL", default=86400)
 GIT_JOB_TIMEOUT = env.int("GIT_JOB_TIMEOUT", default=3600)
 SWEEP_SECONDS = env.int("SWEEP_SECONDS", default=15)
+# Push hooks in and notifications out (see the README's "Keeping checkouts in sync").
+HOOK_DELIVERIES_PER_MINUTE = env.int("HOOK_DELIVERIES_PER_MINUTE", default=60)
+NOTIFY_TIMEOUT_SECONDS = env.float("NOTIFY_TIMEOUT_SECONDS", default=10.0)
+NOTIFY_BACKOFF_SECONDS = env.int("NOTIFY_BACKOFF_SECONDS", default=10)
+NOTIFY_BACKOFF_MAX_SECONDS = env.int("NOTIFY_BACKOFF_MAX_SECONDS", default=3600)
+NOTIFY_GIVE_UP_SECONDS = env.int("NOTIFY_GIVE_UP_SECONDS", default=86400)
 AGENT_DB_THREADS = env.int("AGENT_DB_THREADS", default=4)
 # Fernet keys for people's git credentials, comma-separated: the first encrypts, all decrypt.
 # Empty: the server runs, but storing a credential answers 503 saying how to make a key.

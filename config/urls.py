@@ -35,6 +35,7 @@ urlpatterns = [
     path("api/v1/", include("nodes.api_urls")),
     path("api/v1/", include("accounts.api_urls")),
     path("api/v1/", include("credentials.api.urls")),
+    path("api/v1/", include("sync.urls")),
     path("api/v1/agent/", include("projects.agent_api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path(

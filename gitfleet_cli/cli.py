@@ -165,10 +165,27 @@ def build_parser() -> argparse.ArgumentParser:
     pull = command("pull", cmd_pull, "Fetch and fast-forward a project's checkout.", waiting)
     pull.add_argument("project", metavar="ID", help="project id or name")
     pull.add_argument("--wait", action="store_true", help="follow the pull until it ends")
+    pull.add_argument(
+        "--strategy",
+        choices=["ff-only", "rebase", "reset"],
+        help="ff-only (the server's default): refuse local work; rebase: keep it; "
+        "reset: back it up under refs/gitfleet/backup/, then equal upstream",
+    )
+
+    inspect = command(
+        "inspect", cmd_inspect, "Look at a project's checkout again (changes, size).", waiting
+    )
+    inspect.add_argument("project", metavar="ID", help="project id or name")
+    inspect.add_argument("--wait", action="store_true", help="follow the inspect until it ends")
 
     delete = command("delete", cmd_delete, "Delete a project's checkout from its node.", waiting)
     delete.add_argument("project", metavar="ID", help="project id or name")
     delete.add_argument("--wait", action="store_true", help="follow the deletion until it ends")
+    delete.add_argument(
+        "--force",
+        action="store_true",
+        help="delete even uncommitted changes, untracked files and unpushed commits",
+    )
 
     events = command("events", cmd_events, "A project's event timeline, oldest first.")
     events.add_argument("project", metavar="ID", help="project id or name")
@@ -273,16 +290,26 @@ def cmd_clone(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_pull(args: argparse.Namespace, ctx: Context) -> int:
-    """Queues a pull (fetch and fast-forward) of a project."""
+    """Queues a pull of a project: fetch, then fast-forward, rebase or reset."""
     project_id = resolve_project(ctx.client, args.project)
-    accepted = ctx.client.post(f"/api/v1/projects/{project_id}/pull")
+    body = {"strategy": args.strategy} if args.strategy else None
+    accepted = ctx.client.post(f"/api/v1/projects/{project_id}/pull", json=body)
+    return _accepted(args, ctx, accepted)
+
+
+def cmd_inspect(args: argparse.Namespace, ctx: Context) -> int:
+    """Queues a read-only look at a project's checkout, which refreshes its workspace state."""
+    project_id = resolve_project(ctx.client, args.project)
+    accepted = ctx.client.post(f"/api/v1/projects/{project_id}/inspect")
     return _accepted(args, ctx, accepted)
 
 
 def cmd_delete(args: argparse.Namespace, ctx: Context) -> int:
-    """Queues the deletion of a project's checkout."""
+    """Queues the deletion of a project's checkout; refused on the node when the checkout
+    holds local work, unless --force."""
     project_id = resolve_project(ctx.client, args.project)
-    accepted = ctx.client.delete(f"/api/v1/projects/{project_id}")
+    query = "?force=true" if args.force else ""
+    accepted = ctx.client.delete(f"/api/v1/projects/{project_id}{query}")
     return _accepted(args, ctx, accepted)
 
 

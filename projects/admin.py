@@ -36,6 +36,7 @@ from core.exceptions import Conflict, DomainError
 from nodes.admin import presence_badge
 from nodes.models import Node
 from projects import domain, services, timeline
+from projects import progress as live_progress
 from projects.api.serializers import CloneRequestSerializer
 from projects.models import Event, Job, Project
 from projects.redaction import readable
@@ -126,8 +127,22 @@ def _pull(project: Project, request: HttpRequest) -> Job:
     return services.request_pull(project=project, **_who(request))
 
 
+def _pull_rebase(project: Project, request: HttpRequest) -> Job:
+    return services.request_pull(project=project, strategy="rebase", **_who(request))
+
+
+def _pull_reset(project: Project, request: HttpRequest) -> Job:
+    return services.request_pull(project=project, strategy="reset", **_who(request))
+
+
+def _inspect(project: Project, request: HttpRequest) -> Job:
+    return services.request_inspect(project=project, **_who(request))
+
+
 def _delete(project: Project, request: HttpRequest) -> Job:
-    return services.request_delete(project=project, **_who(request))
+    # Reached only from the confirmation page, which asks whether to lose local work.
+    force = request.POST.get("force") == "true"
+    return services.request_delete(project=project, force=force, **_who(request))
 
 
 def _cancel(project: Project, request: HttpRequest) -> Job:
@@ -151,6 +166,9 @@ OPERATIONS = {
     op.verb: op
     for op in [
         Operation("pull", "Pull", _pull),
+        Operation("pull-rebase", "Pull (rebase local work)", _pull_rebase),
+        Operation("pull-reset", "Pull (reset, backing up local work)", _pull_reset),
+        Operation("inspect", "Inspect workspace", _inspect),
         Operation("delete", "Delete checkout", _delete),
         Operation("cancel", "Cancel active job", _cancel),
         Operation("retry", "Retry last job", _retry),
@@ -205,7 +223,7 @@ class ProjectAdmin(ReadOnlyAdmin):
     list_filter = ["status", "node"]
     list_select_related = ["node", "owner"]
     search_fields = ["name"]
-    actions = ["pull", "delete_checkout", "cancel", "retry"]
+    actions = ["pull", "inspect", "delete_checkout", "cancel", "retry"]
     fieldsets = [
         (None, {"fields": ["id", "name", "owner", "node_presence", "status", "version"]}),
         ("Source", {"fields": ["git_url", "branch", "depth", "credential_used"]}),
@@ -299,9 +317,30 @@ class ProjectAdmin(ReadOnlyAdmin):
     def pull(self, request: HttpRequest, queryset) -> None:
         self._operate(request, queryset, "pull")
 
+    @admin.action(description="Inspect the workspace on its node", permissions=["operate"])
+    def inspect(self, request: HttpRequest, queryset) -> None:
+        self._operate(request, queryset, "inspect")
+
     @admin.action(description="Delete the checkout on its node", permissions=["operate"])
-    def delete_checkout(self, request: HttpRequest, queryset) -> None:
+    def delete_checkout(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        if request.POST.get("confirm") != "yes":
+            return self._confirm_delete(request, list(queryset), bulk=True)
         self._operate(request, queryset, "delete")
+        return None
+
+    def _confirm_delete(
+        self, request: HttpRequest, projects: list[Project], *, bulk: bool
+    ) -> HttpResponse:
+        """The question the API asks with `force`: keep local work (refuse) or lose it."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Delete checkouts?",
+            "projects": projects,
+            "bulk": bulk,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/projects/project/delete_confirmation.html", context)
 
     @admin.action(description="Cancel the active job", permissions=["operate"])
     def cancel(self, request: HttpRequest, queryset) -> None:
@@ -349,7 +388,9 @@ class ProjectAdmin(ReadOnlyAdmin):
             "summary": {
                 "project": project,
                 "job": current,
-                "progress": timeline.progress_text(current.progress) if current else "",
+                "progress": timeline.progress_text(live_progress.current(current)[0])
+                if current
+                else "",
                 "reason": failure_reason(project),
             },
             "jobs": [
@@ -390,6 +431,8 @@ class ProjectAdmin(ReadOnlyAdmin):
         project = self.get_object(request, object_id)
         if project is None:
             raise Http404("No such project.")
+        if verb == "delete" and request.POST.get("confirm") != "yes":
+            return self._confirm_delete(request, [project], bulk=False)
         self._operate(request, [project], verb)
         return HttpResponseRedirect(reverse("admin:projects_project_change", args=[project.pk]))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import BigIntegerField
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
@@ -35,14 +36,17 @@ from credentials.models import CredentialKind
 from nodes.authentication import AgentTokenAuthentication
 from nodes.models import Node
 from nodes.services import Heartbeat, flag_duplicate_instance, record_presence
-from projects import leases
+from projects import leases, progress
 from projects.api.serializers import StrictSerializer, StrictUUIDField
 from projects.delivery import Undeliverable, access_for
-from projects.domain import JobKind
+from projects.domain import JobKind, PullStrategy
 from projects.models import JOB_KIND_CHOICES, JOB_STATE_CHOICES
 from projects.wakeups import hub
 
 logger = logging.getLogger(__name__)
+
+# A workspace summary lists at most 20 paths of at most a few KB each, plus small summaries.
+MAX_WORKSPACE_BYTES = 65536
 
 # --- Request and response shapes --------------------------------------------------------------
 
@@ -100,6 +104,9 @@ class JobCredentialSerializer(serializers.Serializer):
     known_hosts = serializers.CharField(allow_blank=True)
 
 
+_STRATEGIES = [strategy.value for strategy in PullStrategy]
+
+
 class LeasedJobSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="job.id")
     kind = serializers.ChoiceField(source="job.kind", choices=[kind.value for kind in JobKind])
@@ -126,6 +133,15 @@ class LeasedJobSerializer(serializers.Serializer):
         allow_blank=True,
         help_text="The operator's known_hosts lines (GIT_SSH_KNOWN_HOSTS) for SSH host checks.",
     )
+    strategy = serializers.SerializerMethodField(help_text="How a pull treats local work.")
+    force = serializers.SerializerMethodField(help_text="A delete that may lose local work.")
+
+    @extend_schema_field(serializers.ChoiceField(choices=_STRATEGIES))
+    def get_strategy(self, grant) -> str:
+        return grant.job.options.get("strategy", PullStrategy.FF_ONLY.value)
+
+    def get_force(self, grant) -> bool:
+        return bool(grant.job.options.get("force", False))
 
 
 class LeaseSerializer(serializers.Serializer):
@@ -156,6 +172,15 @@ class RenewResponseSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField()
 
 
+class ProgressRequestSerializer(StrictSerializer):
+    lease_token = serializers.CharField(max_length=64)
+    progress = ProgressSerializer()
+
+
+class ProgressResponseSerializer(serializers.Serializer):
+    recorded_at = serializers.DateTimeField()
+
+
 class ResultSerializer(StrictSerializer):
     commit = serializers.RegexField(
         r"^(?:[0-9a-f]{40}|[0-9a-f]{64})?$", allow_blank=True, help_text="Empty for delete."
@@ -164,6 +189,21 @@ class ResultSerializer(StrictSerializer):
     local_path = serializers.CharField(max_length=4096, allow_blank=True)
     duration_ms = serializers.IntegerField(min_value=0)
     size_bytes = serializers.IntegerField(min_value=0)
+    workspace = serializers.JSONField(
+        required=False, help_text="The checkout's state after the job (dirty, ahead, behind, ...)."
+    )
+    backup_ref = serializers.RegexField(
+        r"^refs/gitfleet/backup/[0-9A-Za-z._-]{1,64}$",
+        required=False,
+        help_text="Where a `reset` pull saved the local work.",
+    )
+
+    def validate_workspace(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("An object.")
+        if len(json.dumps(value)) > MAX_WORKSPACE_BYTES:
+            raise serializers.ValidationError(f"At most {MAX_WORKSPACE_BYTES} bytes of JSON.")
+        return value
 
 
 class ErrorReportSerializer(StrictSerializer):
@@ -480,6 +520,26 @@ class RenewView(AgentView):
             progress=data.get("progress"),
         )
         return Response(RenewResponseSerializer({"expires_at": expires_at}).data)
+
+
+class ProgressView(AgentView):
+    @extend_schema(
+        request=ProgressRequestSerializer,
+        responses={200: ProgressResponseSerializer, **errors(404, 409)},
+        summary="Report a running job's progress (kept outside the event log)",
+        tags=["agent"],
+    )
+    def post(self, request: Request, job_id) -> Response:
+        serializer = ProgressRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        recorded_at = progress.record_progress(
+            node=self.node,
+            job_id=job_id,
+            lease_token=data["lease_token"],
+            progress=dict(data["progress"]),
+        )
+        return Response(ProgressResponseSerializer({"recorded_at": recorded_at}).data)
 
 
 class CompleteView(AgentView):

@@ -37,6 +37,15 @@ class JobKind(StrEnum):
     CLONE = "clone"
     PULL = "pull"
     DELETE = "delete"
+    INSPECT = "inspect"
+
+
+class PullStrategy(StrEnum):
+    """How a pull treats local work: see `agent.workspace`."""
+
+    FF_ONLY = "ff-only"
+    REBASE = "rebase"
+    RESET = "reset"
 
 
 # The error code of a git command that ran out of time; such a failure is retried once at most.
@@ -121,17 +130,27 @@ class ProjectCreated(DomainEvent):
 @_event
 @dataclass(frozen=True)
 class JobQueued(DomainEvent):
-    """A clone, pull or delete was asked for, or a failed or cancelled job was retried. A delete
-    makes the project `deleting` and cancels the jobs still queued before it."""
+    """A clone, pull, delete or inspect was asked for, or a failed or cancelled job was retried.
+    A delete makes the project `deleting` and cancels the jobs still queued before it.
+    `options` is there only when the job was asked for with some: a pull's `strategy` other
+    than `ff-only`, a delete's `force`."""
 
     job_id: str
     kind: JobKind
     max_attempts: int
+    options: dict[str, Any] | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        data = super().to_data()
+        if not self.options:
+            data.pop("options", None)
+        return data
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> DomainEvent:
         event = super().from_data(data)
         event.__dict__["kind"] = JobKind(data["kind"])
+        event.__dict__.setdefault("options", None)
         return event
 
 
@@ -215,8 +234,10 @@ class JobAttemptFailed(DomainEvent):
 @dataclass(frozen=True)
 class JobSucceeded(DomainEvent):
     """The agent reported success (`result{commit, branch, local_path, duration_ms,
-    size_bytes}`): a clone makes the project `ready`, a pull moves its commit, a delete makes it
-    `deleted`."""
+    size_bytes}`, and after a clone, pull or inspect `workspace{dirty, ahead, behind,
+    size_bytes, ...}`; after a `reset` pull that saved local work, `backup_ref`): a clone makes
+    the project `ready`, a pull moves its commit, an inspect refreshes its `workspace`, a delete
+    makes it `deleted`."""
 
     job_id: str
     attempt: int
@@ -229,8 +250,9 @@ class JobFailed(DomainEvent):
     """The job failed for good (`error{code, message, retryable}`): a failure that is not
     retryable, a second `timeout`, or a bound reached (`lease_expired`: `LEASE_MAX_ATTEMPTS`;
     `lease_released`: `LEASE_MAX_RELEASES`), or it waited too long for an offline or disabled
-    node (`node_unavailable`). A failed clone makes the project `failed`; a failed pull keeps
-    it `ready` with `last_error`."""
+    node (`node_unavailable`). A failed clone makes the project `failed`; a failed pull or
+    inspect keeps it `ready` with `last_error`, and so does a delete refused for
+    `local_changes`."""
 
     job_id: str
     attempt: int
@@ -297,6 +319,7 @@ class Job:
     error: dict[str, Any] | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
@@ -328,6 +351,9 @@ class Project:
     last_error: dict[str, Any] | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # The checkout as the last clone, pull or inspect found it (`agent.workspace.inspect`),
+    # with `inspected_at`; None before the first and after a delete.
+    workspace: dict[str, Any] | None = None
     jobs: dict[str, Job] = field(default_factory=dict)
 
     @property
@@ -371,10 +397,18 @@ class ChangeCredential:
 class RequestPull:
     job_id: str
     max_attempts: int
+    strategy: PullStrategy = PullStrategy.FF_ONLY
 
 
 @dataclass(frozen=True)
 class RequestDelete:
+    job_id: str
+    max_attempts: int
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class RequestInspect:
     job_id: str
     max_attempts: int
 
@@ -452,6 +486,7 @@ Command = (
     | ChangeCredential
     | RequestPull
     | RequestDelete
+    | RequestInspect
     | CancelJob
     | RetryJob
     | LeaseJob
@@ -547,7 +582,10 @@ def _pull(state: Project, command: RequestPull) -> list[DomainEvent]:
         raise Conflict(
             f"A pull is already queued (job {waiting[0].id}).", code="pull_already_queued"
         )
-    return [JobQueued(command.job_id, JobKind.PULL, command.max_attempts)]
+    options = (
+        {"strategy": command.strategy.value} if command.strategy != PullStrategy.FF_ONLY else None
+    )
+    return [JobQueued(command.job_id, JobKind.PULL, command.max_attempts, options)]
 
 
 @_decides(RequestDelete)
@@ -560,7 +598,26 @@ def _delete(state: Project, command: RequestDelete) -> list[DomainEvent]:
         for job in state.open_jobs()
         if job.state == JobState.QUEUED
     ]
-    return [*superseded, JobQueued(command.job_id, JobKind.DELETE, command.max_attempts)]
+    options = {"force": True} if command.force else None
+    return [*superseded, JobQueued(command.job_id, JobKind.DELETE, command.max_attempts, options)]
+
+
+@_decides(RequestInspect)
+def _inspect(state: Project, command: RequestInspect) -> list[DomainEvent]:
+    _require_live(state)
+    if state.status != ProjectStatus.READY:
+        raise Conflict(
+            f"Only a ready project can be inspected; this one is {state.status.value}.",
+            code="not_ready",
+        )
+    waiting = [
+        j for j in state.open_jobs() if j.kind == JobKind.INSPECT and j.state == JobState.QUEUED
+    ]
+    if waiting:
+        raise Conflict(
+            f"An inspect is already queued (job {waiting[0].id}).", code="inspect_already_queued"
+        )
+    return [JobQueued(command.job_id, JobKind.INSPECT, command.max_attempts)]
 
 
 @_decides(CancelJob)
@@ -590,13 +647,14 @@ def _retry(state: Project, command: RetryJob) -> list[DomainEvent]:
         JobKind.CLONE: state.status == ProjectStatus.FAILED and not state.commit,
         JobKind.PULL: state.status == ProjectStatus.READY,
         JobKind.DELETE: True,
+        JobKind.INSPECT: state.status == ProjectStatus.READY,
     }
     if not allowed[job.kind]:
         raise Conflict(
             f"A {job.kind.value} cannot be retried while the project is {state.status.value}.",
             code="not_retryable",
         )
-    return [JobQueued(command.job_id, job.kind, command.max_attempts)]
+    return [JobQueued(command.job_id, job.kind, command.max_attempts, job.options or None)]
 
 
 @_decides(LeaseJob)
@@ -846,11 +904,13 @@ def _queued(state: Project, event: JobQueued, version: int, at: datetime) -> Pro
         queued_at=at,
         available_at=at,
         updated_at=at,
+        options=event.options or {},
     )
     status = {
         JobKind.CLONE: ProjectStatus.PENDING,
         JobKind.PULL: state.status,
         JobKind.DELETE: ProjectStatus.DELETING,
+        JobKind.INSPECT: state.status,
     }[event.kind]
     return _stepped(state, version, at, status=status, jobs=_with_job(state, queued))
 
@@ -952,7 +1012,9 @@ def _succeeded(state: Project, event: JobSucceeded, version: int, at: datetime) 
             commit="",
             checkout_branch="",
             local_path="",
+            workspace=None,
         )
+    workspace = event.result.get("workspace")
     return _stepped(
         state,
         version,
@@ -963,6 +1025,7 @@ def _succeeded(state: Project, event: JobSucceeded, version: int, at: datetime) 
         commit=event.result["commit"],
         checkout_branch=event.result["branch"],
         local_path=event.result["local_path"],
+        workspace=state.workspace if workspace is None else {**workspace, "inspected_at": _iso(at)},
     )
 
 
@@ -981,7 +1044,11 @@ def _failed(state: Project, event: JobFailed, version: int, at: datetime) -> Pro
     )
     jobs = _with_job(state, job)
     last_error = {**event.error, "job_id": job.id, "kind": job.kind.value, "at": _iso(at)}
-    status = state.status if job.kind == JobKind.PULL else _checkout_status(state.commit, jobs)
+    status = (
+        state.status
+        if job.kind in (JobKind.PULL, JobKind.INSPECT)
+        else _checkout_status(state.commit, jobs)
+    )
     return _stepped(state, version, at, jobs=jobs, last_error=last_error, status=status)
 
 
@@ -992,7 +1059,7 @@ def _cancelled(state: Project, event: JobCancelled, version: int, at: datetime) 
         return _stepped(state, version, at)
     job = _unleased(before, state=JobState.CANCELLED, finished_at=at, updated_at=at)
     jobs = _with_job(state, job)
-    if not before.is_open or job.kind == JobKind.PULL:
+    if not before.is_open or job.kind in (JobKind.PULL, JobKind.INSPECT):
         return _stepped(state, version, at, jobs=jobs)
     last_error = {
         "code": "cancelled",

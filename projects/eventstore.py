@@ -37,6 +37,16 @@ from projects.models import Event
 
 MAX_RETRIES = 8
 
+# Called inside the appending transaction with the project id after every append that stored
+# events (the watch API's wake-ups register here, so this module imports no waker).
+_append_listeners: list[Callable[[str], None]] = []
+
+
+def on_append(listener: Callable[[str], None]) -> None:
+    """Calls `listener(project_id)` inside every transaction that appends events."""
+    if listener not in _append_listeners:
+        _append_listeners.append(listener)
+
 
 class ConcurrencyError(Conflict):
     """Someone else appended to the stream first; reload and decide again."""
@@ -103,6 +113,10 @@ def append(
             raise ConcurrencyError(
                 f"Project {project_id} was changed concurrently at version {expected_version}."
             )
+        # Before the feed lock, so that the lock still covers only the INSERT and the COMMIT;
+        # what the listeners queue (NOTIFY, on-commit wakes) is dropped if the insert fails.
+        for listener in _append_listeners:
+            listener(project_id)
         _lock_feed()
         try:
             created = Event.objects.bulk_create(rows)

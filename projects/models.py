@@ -72,6 +72,9 @@ class Project(models.Model):
     checkout_branch = models.CharField(max_length=255, blank=True)
     local_path = models.CharField(max_length=4096, blank=True)
     last_error = models.JSONField(null=True, blank=True)
+    workspace = models.JSONField(
+        null=True, blank=True, help_text="The checkout as the last clone, pull or inspect found it."
+    )
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 
@@ -123,6 +126,15 @@ class Job(models.Model):
     error = models.JSONField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField()
+    options = models.JSONField(
+        default=dict, blank=True, help_text="A pull's strategy, a delete's force."
+    )
+    # Not projection: the agent's latest progress, posted every few seconds while git runs and
+    # written here by `projects.progress` alone. It is ephemeral telemetry, not a fact about the
+    # project: an event per update would swell the log, so it stays outside it, and
+    # `rebuild_projections` neither compares nor rewrites these two columns.
+    live_progress = models.JSONField(null=True, blank=True, editable=False)
+    live_progress_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["queued_at"]

@@ -42,6 +42,7 @@ _JOB_FIELDS = (
     "error",
     "finished_at",
     "updated_at",
+    "options",
 )
 _PROJECT_FIELDS = (
     "version",
@@ -58,6 +59,7 @@ _PROJECT_FIELDS = (
     "last_error",
     "created_at",
     "updated_at",
+    "workspace",
 )
 
 

@@ -1,4 +1,4 @@
-"""What people may ask of projects: clone, pull, delete, cancel, retry.
+"""What people may ask of projects: clone, pull, delete, inspect, cancel, retry.
 
 Each function validates what people give it (git input through `gitpolicy`, raising `Invalid`
 naming the field), checks what only the outside world knows (the node, name uniqueness), then
@@ -149,22 +149,58 @@ def request_clone(
     return Project.objects.get(pk=project_id)
 
 
+def _valid_strategy(strategy: object) -> domain.PullStrategy:
+    try:
+        return domain.PullStrategy(strategy)
+    except ValueError:
+        choices = ", ".join(member.value for member in domain.PullStrategy)
+        raise ValueError(f"One of {choices}.") from None
+
+
 def request_pull(
-    *, project: Project, actor: AbstractBaseUser, request_id: str | None = None
+    *,
+    project: Project,
+    actor: AbstractBaseUser,
+    strategy: str = domain.PullStrategy.FF_ONLY,
+    request_id: str | None = None,
 ) -> Job:
+    """Queues a pull that treats local work as `strategy` says (see the README)."""
+    pull_strategy = _valid("strategy", _valid_strategy, strategy)
     _require_node_accepts_work(project.node)
     job_id = str(uuid.uuid4())
-    command = domain.RequestPull(job_id=job_id, max_attempts=settings.LEASE_MAX_ATTEMPTS)
+    command = domain.RequestPull(
+        job_id=job_id, max_attempts=settings.LEASE_MAX_ATTEMPTS, strategy=pull_strategy
+    )
     execute(project.pk, command, meta=_meta(actor, request_id), after=_wake)
     return Job.objects.get(pk=job_id)
 
 
 def request_delete(
+    *,
+    project: Project,
+    actor: AbstractBaseUser,
+    force: bool = False,
+    request_id: str | None = None,
+) -> Job:
+    """Queues the removal of the checkout. Queued jobs are cancelled; a running one finishes.
+    Unless `force`, the agent refuses (`local_changes`) when the checkout holds local work."""
+    if not isinstance(force, bool):
+        raise Invalid("true or false.", field="force")
+    job_id = str(uuid.uuid4())
+    command = domain.RequestDelete(
+        job_id=job_id, max_attempts=settings.LEASE_MAX_ATTEMPTS, force=force
+    )
+    execute(project.pk, command, meta=_meta(actor, request_id), after=_wake)
+    return Job.objects.get(pk=job_id)
+
+
+def request_inspect(
     *, project: Project, actor: AbstractBaseUser, request_id: str | None = None
 ) -> Job:
-    """Queues the removal of the checkout. Queued jobs are cancelled; a running one finishes."""
+    """Queues a read-only look at the checkout, which refreshes the project's `workspace`."""
+    _require_node_accepts_work(project.node)
     job_id = str(uuid.uuid4())
-    command = domain.RequestDelete(job_id=job_id, max_attempts=settings.LEASE_MAX_ATTEMPTS)
+    command = domain.RequestInspect(job_id=job_id, max_attempts=settings.LEASE_MAX_ATTEMPTS)
     execute(project.pk, command, meta=_meta(actor, request_id), after=_wake)
     return Job.objects.get(pk=job_id)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -19,6 +21,15 @@ logger = logging.getLogger(__name__)
 
 _started = threading.Lock()
 _thread: threading.Thread | None = None
+# Other apps' periodic work (scheduled pulls, outgoing notifications), registered by their
+# `AppConfig.ready`, so that this module imports none of them.
+_tasks: list[Callable[[], Any]] = []
+
+
+def register(task: Callable[[], Any]) -> None:
+    """Runs `task` after every sweep of this process; each task is safe in several processes."""
+    if task not in _tasks:
+        _tasks.append(task)
 
 
 def _run(stop: threading.Event) -> None:
@@ -30,8 +41,12 @@ def _run(stop: threading.Event) -> None:
                 logger.info("sweep: %s", done)
         except Exception:
             logger.exception("sweep failed; trying again next round")
-        finally:
-            connection.close()
+        for task in list(_tasks):
+            try:
+                task()
+            except Exception:
+                logger.exception("%s failed; trying again next round", task.__qualname__)
+        connection.close()
 
 
 def start() -> threading.Event:

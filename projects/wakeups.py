@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from core.async_db import run_db
-from projects.eventstore import Appended
+from projects.eventstore import Appended, on_append
 from projects.selectors import nodes_with_leasable_jobs
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,27 @@ ALL_NODES = "*"
 # Seconds between the listener's reconnection attempts: doubling from the first to the most.
 _FIRST_BACKOFF = 0.2
 _MAX_BACKOFF = 2.0
+# The watch API's channels share the hub and the NOTIFY channel with the nodes' long polls:
+# `project:<id>` wakes watchers of one project, `feed` the watchers of the staff feed.
+FEED = "feed"
+PROJECT_PREFIX = "project:"
+
+
+def project_channel(project_id: str) -> str:
+    return f"{PROJECT_PREFIX}{project_id}"
+
+
+def announce_events(project_id: str) -> None:
+    """Wakes the watchers of `project_id` and of the feed once the current transaction commits."""
+    channels = [project_channel(project_id), FEED]
+    if connection.vendor == "postgresql":
+        # One statement for both, as this runs in every append, the agents' hot path included.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_notify(%s, %s), pg_notify(%s, %s)",
+                [CHANNEL, channels[0], CHANNEL, channels[1]],
+            )
+    transaction.on_commit(lambda: [hub.wake(channel) for channel in channels])
 
 
 def announce(node_id: str) -> None:
@@ -109,7 +130,9 @@ class Hub:
             return [
                 node_id
                 for node_id, waiters in self._waiters.items()
-                if any(waiter_loop is loop for waiter_loop, _ in waiters)
+                if node_id != FEED
+                and not node_id.startswith(PROJECT_PREFIX)
+                and any(waiter_loop is loop for waiter_loop, _ in waiters)
             ]
 
     # --- The periodic re-check -----------------------------------------------------------------
@@ -195,3 +218,4 @@ def _conninfo() -> str:
 
 
 hub = Hub()
+on_append(announce_events)

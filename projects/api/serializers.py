@@ -15,6 +15,8 @@ from rest_framework import serializers
 
 import gitpolicy
 from nodes.models import Node
+from projects import progress
+from projects.domain import PullStrategy
 from projects.models import Event, Job, Project
 from projects.redaction import readable
 from projects.selectors import active_job, failure_reason, last_error
@@ -150,6 +152,13 @@ class CloneRequestSerializer(StrictSerializer):
         max_value=MAX_CLONE_DEPTH,
         help_text="Shallow clone with this many commits of history.",
     )
+    sync_interval = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=60,
+        max_value=30 * 86400,
+        help_text="Pull every this many seconds once ready; null or absent for no scheduled sync.",
+    )
     credential = StrictUUIDField(
         required=False,
         allow_null=True,
@@ -158,20 +167,63 @@ class CloneRequestSerializer(StrictSerializer):
     )
 
 
-class ProjectCredentialRequestSerializer(StrictSerializer):
-    credential = StrictUUIDField(
-        allow_null=True,
-        help_text="Id of one of your credentials for the project's host[:port], or null for none.",
-    )
-
-
 class CredentialSummarySerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
 
 
+class ProjectChangeSerializer(StrictSerializer):
+    credential = StrictUUIDField(
+        required=False,
+        allow_null=True,
+        help_text="Id of one of your credentials for the project's host[:port], or null for none.",
+    )
+    sync_interval = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        # sync.schedule's MIN_INTERVAL and MAX_INTERVAL, which check it again.
+        min_value=60,
+        max_value=30 * 86400,
+        help_text="Pull every this many seconds; null for no scheduled sync.",
+    )
+
+    def validate(self, attrs):
+        if not attrs:
+            message = ["Give credential, sync_interval or both."]
+            raise serializers.ValidationError({"credential": message, "sync_interval": message})
+        return attrs
+
+
+# What a PATCH changed: the fields it was given, as they are now.
+class ProjectChangedSerializer(serializers.Serializer):
+    credential = CredentialSummarySerializer(required=False, allow_null=True)
+    sync_interval = serializers.IntegerField(required=False, allow_null=True)
+
+    def to_representation(self, instance):
+        data = {}
+        if "credential" in instance:
+            credential = instance["credential"]
+            data["credential"] = (
+                None if credential is None else CredentialSummarySerializer(credential).data
+            )
+        if "sync_interval" in instance:
+            data["sync_interval"] = instance["sync_interval"]
+        return data
+
+
 class EmptyRequestSerializer(StrictSerializer):
     """Actions that take no parameters still refuse a body that tries to set something."""
+
+
+class PullRequestSerializer(StrictSerializer):
+    strategy = serializers.ChoiceField(
+        choices=[strategy.value for strategy in PullStrategy],
+        default=PullStrategy.FF_ONLY.value,
+        help_text="`ff-only` (default) fast-forwards and refuses a dirty or diverged checkout; "
+        "`rebase` replays local commits and changes on the new upstream and, on a conflict, "
+        "leaves the checkout as it was; `reset` saves all local work under "
+        "`refs/gitfleet/backup/<timestamp>`, then makes the checkout equal upstream.",
+    )
 
 
 class NodeSummarySerializer(serializers.ModelSerializer):
@@ -183,12 +235,21 @@ class NodeSummarySerializer(serializers.ModelSerializer):
 
 
 class JobSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField(
+        help_text="Latest progress of git (phase, percent, objects, bytes), updated every few "
+        "seconds while the job runs."
+    )
+    progress_at = serializers.SerializerMethodField(
+        help_text="When the agent last reported progress."
+    )
+
     class Meta:
         model = Job
         fields = [
             "id",
             "kind",
             "state",
+            "options",
             "attempt",
             "max_attempts",
             "queued_at",
@@ -196,11 +257,21 @@ class JobSerializer(serializers.ModelSerializer):
             "leased_at",
             "lease_expires_at",
             "progress",
+            "progress_at",
             "result",
             "error",
             "finished_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_progress(self, job: Job) -> dict:
+        return progress.current(job)[0]
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_progress_at(self, job: Job) -> str | None:
+        moment = progress.current(job)[1]
+        return serializers.DateTimeField().to_representation(moment) if moment else None
 
 
 @extend_schema_field(JobSerializer(allow_null=True))
@@ -278,6 +349,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "local_path",
             "last_error",
             "reason",
+            "workspace",
             "active_job",
             "version",
             "created_at",
@@ -305,6 +377,7 @@ class ProjectStatusSerializer(serializers.ModelSerializer):
             "active_job",
             "last_error",
             "reason",
+            "workspace",
             "version",
             "updated_at",
         ]

@@ -17,6 +17,7 @@ urlpatterns = [
         name="project-events",
     ),
     path("projects/<uuid:project_id>/pull", views.PullView.as_view(), name="project-pull"),
+    path("projects/<uuid:project_id>/inspect", views.InspectView.as_view(), name="project-inspect"),
     path(
         "projects/<uuid:project_id>/jobs/<uuid:job_id>/cancel",
         views.CancelJobView.as_view(),

@@ -22,14 +22,18 @@ from projects.api.serializers import (
     CloneRequestSerializer,
     EmptyRequestSerializer,
     EventSerializer,
-    ProjectCredentialRequestSerializer,
+    ProjectChangedSerializer,
+    ProjectChangeSerializer,
     ProjectSerializer,
     ProjectStatusSerializer,
+    PullRequestSerializer,
     canonical_uuid,
 )
 from projects.domain import ProjectStatus
 from projects.models import Event, Job, Project
 from projects.project_credentials import change_credential
+from sync import schedule
+from sync.serializers import ProjectWithScheduleSerializer
 
 
 def _accepted(project: Project, job: Job) -> Response:
@@ -53,9 +57,12 @@ class CloneView(APIView):
     def post(self, request: Request) -> Response:
         serializer = CloneRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        sync_interval = serializer.validated_data.pop("sync_interval", None)
         project = services.request_clone(
             owner=request.user, request_id=request._request.request_id, **serializer.validated_data
         )
+        if sync_interval is not None:
+            schedule.set_sync_interval(project=project, interval=sync_interval)
         return _accepted(project, project.jobs.get())
 
 
@@ -103,43 +110,74 @@ def _node_name_or_nothing(value: str) -> list[str]:
 
 class ProjectDetailView(APIView):
     @extend_schema(
-        responses={200: ProjectSerializer, **errors(404, body=False)}, summary="A project"
+        responses={200: ProjectWithScheduleSerializer, **errors(404, body=False)},
+        summary="A project",
     )
     def get(self, request: Request, project_id) -> Response:
         project = selectors.project_with_open_jobs_for(request.user, project_id)
-        return Response(ProjectSerializer(project).data)
+        return Response(ProjectWithScheduleSerializer(project).data)
 
     @extend_schema(
-        request=ProjectCredentialRequestSerializer,
-        responses={200: ProjectSerializer, **errors(400, 404, 409)},
-        summary="Give the project another credential of yours, or none",
+        request=ProjectChangeSerializer,
+        responses={200: ProjectChangedSerializer, **errors(400, 404, 409)},
+        summary="Change the project's scheduled sync or its credential",
     )
     def patch(self, request: Request, project_id) -> Response:
-        project = selectors.project_for(request.user, project_id)
-        if project.owner_id != request.user.pk:
-            raise NotFound("No such project.")
-        serializer = ProjectCredentialRequestSerializer(data=request.data)
+        serializer = ProjectChangeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        project = change_credential(
-            project=project,
-            credential_id=serializer.validated_data["credential"],
-            actor=request.user,
-            request_id=request._request.request_id,
-        )
-        return Response(ProjectSerializer(project).data)
+        data = serializer.validated_data
+        project = selectors.project_for(request.user, project_id)
+        changed: dict = {}
+        if "credential" in data:
+            # A credential is the owner's own: staff who can see the project still cannot.
+            if project.owner_id != request.user.pk:
+                raise NotFound("No such project.")
+            project = change_credential(
+                project=project,
+                credential_id=data["credential"],
+                actor=request.user,
+                request_id=request._request.request_id,
+            )
+            changed["credential"] = project.credential
+        if "sync_interval" in data:
+            changed["sync_interval"] = schedule.set_sync_interval(
+                project=project, interval=data["sync_interval"]
+            )
+        return Response(ProjectChangedSerializer(changed).data)
 
     @extend_schema(
         request=None,
+        parameters=[
+            OpenApiParameter(
+                "force",
+                bool,
+                description="Delete even when the checkout holds uncommitted changes, "
+                "untracked files or unpushed commits (without it such a delete fails with "
+                "`local_changes` and the checkout is kept).",
+            )
+        ],
         responses={202: AcceptedJobSerializer, **errors(404, 409)},
         summary="Queue the deletion of the project's checkout",
     )
     def delete(self, request: Request, project_id) -> Response:
         _no_body(request)
+        force = _flag(request.query_params, "force")
         project = selectors.project_for(request.user, project_id)
         job = services.request_delete(
-            project=project, actor=request.user, request_id=request._request.request_id
+            project=project,
+            actor=request.user,
+            force=force,
+            request_id=request._request.request_id,
         )
         return _accepted(project, job)
+
+
+def _flag(params, name: str) -> bool:
+    """A true/false query parameter; anything else is refused naming it."""
+    value = params.get(name, "false")
+    if value not in ("true", "false"):
+        raise ValidationError({name: ["true or false."]})
+    return value == "true"
 
 
 class ProjectStatusView(APIView):
@@ -152,27 +190,67 @@ class ProjectStatusView(APIView):
         return Response(ProjectStatusSerializer(project).data)
 
 
-@extend_schema(responses={200: EventSerializer, **errors(404, body=False)})
+_WAIT = OpenApiParameter(
+    "wait",
+    {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX},
+    description="Hold the answer up to this many seconds (capped at the server's "
+    "LONG_POLL_MAX_WAIT) until there is a newer event.",
+)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter(
+            "after",
+            {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX},
+            description="Only events after this version.",
+        ),
+        _WAIT,
+    ],
+    responses={200: EventSerializer, **errors(404, body=False)},
+)
 class ProjectEventsView(generics.ListAPIView):
-    """The project's event timeline, oldest first."""
+    """The project's event timeline, oldest first; with `wait`, a watch (see `sync.watch`)."""
 
     serializer_class = EventSerializer
 
     def get_queryset(self):
         project = selectors.project_for(self.request.user, self.kwargs["project_id"])
-        return selectors.project_events(project)
+        after = whole_number(
+            self.request.query_params, "after", default=0, message="A non-negative whole number."
+        )
+        return selectors.project_events(project).filter(version__gt=after)
 
 
 class PullView(APIView):
     @extend_schema(
+        request=PullRequestSerializer,
+        responses={202: AcceptedJobSerializer, **errors(404, 409)},
+        summary="Queue a pull (fetch, then fast-forward, rebase or reset)",
+    )
+    def post(self, request: Request, project_id) -> Response:
+        serializer = PullRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = selectors.project_for(request.user, project_id)
+        job = services.request_pull(
+            project=project,
+            actor=request.user,
+            strategy=serializer.validated_data["strategy"],
+            request_id=request._request.request_id,
+        )
+        return _accepted(project, job)
+
+
+class InspectView(APIView):
+    @extend_schema(
         request=EmptyRequestSerializer,
         responses={202: AcceptedJobSerializer, **errors(404, 409)},
-        summary="Queue a pull (fetch and fast-forward)",
+        summary="Queue a read-only look at the checkout (refreshes `workspace`)",
     )
     def post(self, request: Request, project_id) -> Response:
         _no_body(request)
         project = selectors.project_for(request.user, project_id)
-        job = services.request_pull(
+        job = services.request_inspect(
             project=project, actor=request.user, request_id=request._request.request_id
         )
         return _accepted(project, job)
@@ -227,6 +305,7 @@ class RetryJobView(_JobActionView):
             {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX},
             description="Only events after this position.",
         ),
+        _WAIT,
     ],
     responses={200: EventSerializer, **errors(body=False)},
 )

@@ -62,7 +62,7 @@ def test_delete_removes_symlinks_inside_without_following_them(
     (checkout / "nested" / "up").symlink_to("../../..")
     before = snapshot(precious)
 
-    delete(config)
+    delete(config, force=True)  # untracked links: only a forced delete removes them
 
     assert not checkout.exists()
     assert snapshot(precious) == before
@@ -71,7 +71,7 @@ def test_delete_removes_symlinks_inside_without_following_them(
 def test_delete_of_a_plain_file_in_the_projects_root(config):
     (Path(config.projects_path) / "3_stray").write_text("x")
 
-    delete(config, target_path="3_stray")
+    delete(config, target_path="3_stray", force=True)
 
     assert os.listdir(config.projects_path) == []
 
@@ -97,7 +97,7 @@ def test_a_checkout_nested_deeper_than_the_recursion_limit_is_deleted(config, up
     checkout = Path(run_job(config, git_url=git_daemon.url(upstream.name)).local_path)
     make_deep_folders(checkout, 1500, "bottom.txt", b"deep")
 
-    delete(config)
+    delete(config, force=True)
 
     assert os.listdir(config.projects_path) == []
 
@@ -109,3 +109,14 @@ def test_a_deep_leftover_is_swept(config):
 
     assert sweep_leftovers(str(root)) == [".trash-deep"]
     assert os.listdir(root) == []
+
+
+def test_an_unforced_delete_of_what_is_not_a_checkout_is_refused(config):
+    stray = Path(config.projects_path) / "3_stray"
+    stray.write_bytes(b"not a checkout")
+
+    with pytest.raises(JobFailure) as raised:
+        delete(config, target_path="3_stray")
+
+    assert raised.value.code == "local_changes"
+    assert stray.read_bytes() == b"not a checkout"

@@ -273,3 +273,27 @@ def test_a_delete_job_with_a_url_still_has_it_checked():
 
     with pytest.raises(InvalidJob, match="git_url"):
         parse_job(data, allowed_schemes=("https",), allow_private_hosts=False)
+
+
+def _parse(**overrides):
+    return parse_job(job_data(**overrides), allowed_schemes=("https",), allow_private_hosts=False)
+
+
+def test_strategy_and_force_default_when_an_older_server_leaves_them_out():
+    job = _parse(kind="pull")
+
+    assert (job.strategy, job.force) == ("ff-only", False)
+    assert _parse(kind="pull", strategy="rebase").strategy == "rebase"
+    assert _parse(kind="delete", force=True).force is True
+    assert _parse(kind="inspect").kind == "inspect"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("strategy", "merge"), ("strategy", 1), ("strategy", ""), ("force", "true"), ("force", 1)],
+)
+def test_a_bad_strategy_or_force_fails_the_job_naming_the_field(field, value):
+    with pytest.raises(InvalidJob) as raised:
+        _parse(kind="pull", **{field: value})
+
+    assert raised.value.field == field

@@ -172,3 +172,18 @@ def test_a_refusal_prints_each_field_and_its_reason():
 
 def test_table_columns_are_as_wide_as_their_widest_cell():
     assert table(["A", "BB"], [["xyz", "1"], ["q", ""]]) == ["A    BB", "xyz  1", "q"]
+
+
+def test_pull_takes_a_strategy_and_delete_a_force():
+    assert parse("pull", "demo").strategy is None
+    assert parse("pull", "demo", "--strategy", "rebase").strategy == "rebase"
+    assert parse("delete", "demo").force is False
+    assert parse("delete", "demo", "--force").force is True
+    assert parse("inspect", "demo", "--wait").wait is True
+
+
+def test_an_unknown_strategy_is_bad_usage():
+    code, _, err = run("pull", "demo", "--strategy", "merge")
+
+    assert code == 2
+    assert "strategy" in err

@@ -219,9 +219,7 @@ def test_a_failed_clone_exits_1_with_its_reason(
     assert re.search(r"^why:      \w+: .+", done.stdout, re.MULTILINE), done.stdout
 
 
-def test_without_the_watch_api_the_follower_polls_status(
-    fleet: Fleet, served: Path, git_daemon: GitDaemon
-):
+def test_the_follower_uses_the_servers_watch_api(fleet: Fleet, served: Path, git_daemon: GitDaemon):
     Upstream(served, "polled").commit({"a.txt": "a\n"}, "first")
     accepted = fleet.user.clone("polled", git_daemon.url("polled.git"))
     client = Client(fleet.server.url, fleet.user_token)
@@ -233,8 +231,9 @@ def test_without_the_watch_api_the_follower_polls_status(
         client.close()
 
     assert job.state == "succeeded"
-    # This server ignores `after` and `wait`; the follower noticed and fell back to /status.
-    assert follower.watch_supported is False
+    # The server holds `events?after=&wait=`; the follower's fallback to /status stays for
+    # servers without it (tests/cli/test_follow.py).
+    assert follower.watch_supported is True
 
 
 def test_a_refused_request_exits_3_and_names_the_field(person: CliRunner):
@@ -319,3 +318,36 @@ def test_tokens_through_the_tokens_api_or_a_clear_message_without_it(
     assert (after["active"], after["revoked_at"] is not None) == (False, True)
     table_lines = person("tokens").stdout.splitlines()
     assert any(line.split()[:3] == [token_id, "laptop", "revoked"] for line in table_lines)
+
+
+def test_inspect_pull_strategy_and_forced_delete_from_the_command_line(
+    fleet: Fleet, person: CliRunner, served: Path, git_daemon: GitDaemon
+):
+    upstream = Upstream(served, "live")
+    upstream.commit({"train.py": "lr = 1\n"}, "first")
+    cloned = person("clone", git_daemon.url("live.git"), "--node", "node-1", "--wait", "--json")
+    assert cloned.returncode == 0, cloned.stderr
+    checkout = Path(person("status", "live", "--json").json()["local_path"])
+    (checkout / "train.py").write_text("lr = 2\n")
+
+    inspected = person("inspect", "live", "--wait", "--json")
+    assert inspected.returncode == 0, inspected.stdout
+    assert inspected.json()["project"]["workspace"]["dirty"] == {
+        "count": 1,
+        "paths": ["M train.py"],
+    }
+
+    new = upstream.commit({"README.md": "upstream\n"}, "second")
+    pulled = person("pull", "live", "--strategy", "rebase", "--wait", "--json")
+    assert pulled.returncode == 0, pulled.stdout
+    assert pulled.json()["project"]["commit"] == new
+    assert (checkout / "train.py").read_text() == "lr = 2\n"
+
+    refused = person("delete", "live", "--wait")
+    assert refused.returncode == 1
+    assert "local_changes" in refused.stdout + refused.stderr
+    assert (checkout / "train.py").read_text() == "lr = 2\n"
+
+    forced = person("delete", "live", "--force", "--wait")
+    assert forced.returncode == 0, forced.stderr
+    assert not checkout.exists()

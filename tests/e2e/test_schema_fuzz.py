@@ -50,8 +50,12 @@ ANSWERED: defaultdict[str, Counter[int]] = defaultdict(Counter)
 def flatmap_path_parameters(context, path_parameters: dict | None) -> st.SearchStrategy:
     if not path_parameters:
         return st.just(path_parameters)
+    deleting = context.operation is not None and context.operation.method.upper() == "DELETE"
     return st.fixed_dictionaries(
-        {name: SEEDED.known(name, value) for name, value in path_parameters.items()}
+        {
+            name: SEEDED.known(name, value, deleting=deleting)
+            for name, value in path_parameters.items()
+        }
     )
 
 
@@ -118,5 +122,7 @@ def test_the_fuzz_got_past_validation_everywhere() -> None:
         operation: dict(statuses)
         for operation, statuses in ANSWERED.items()
         if not any(200 <= status < 300 or status == 409 for status in statuses)
+        # Only a forge's signature opens this one; tests/server/test_push_hooks.py signs.
+        and operation != "POST /api/v1/hooks/{hook_id}/deliveries"
     }
     assert stopped_at_the_door == {}

@@ -58,11 +58,11 @@ def ready(user, node) -> Project:
     return project
 
 
-def run_action(client, action: str, *projects: Project):
+def run_action(client, action: str, *projects: Project, **extra: str):
     """Runs a changelist action and follows to the page that shows its messages."""
     return client.post(
         CHANGELIST,
-        {"action": action, "_selected_action": [str(p.pk) for p in projects]},
+        {"action": action, "_selected_action": [str(p.pk) for p in projects], **extra},
         follow=True,
     )
 
@@ -107,6 +107,9 @@ def test_detail_page_is_read_only_with_jobs_and_event_timeline(admin_client, rea
     assert [row["job"].kind for row in response.context["jobs"]] == ["clone"]
     assert [op.verb for op in response.context["operations"]] == [
         "pull",
+        "pull-rebase",
+        "pull-reset",
+        "inspect",
         "delete",
         "cancel",
         "retry",
@@ -168,8 +171,40 @@ def test_refused_pull_shows_the_reason_and_appends_nothing(admin_client, pending
     assert_projections_match_log()
 
 
+def test_delete_action_asks_whether_to_keep_local_work_first(admin_client, pending):
+    before = Event.objects.count()
+
+    response = run_action(admin_client, "delete_checkout", pending)
+
+    page = response.content.decode()
+    assert 'name="force" value="false" checked' in page
+    assert 'name="force" value="true"' in page
+    assert Event.objects.count() == before
+
+
+@pytest.mark.parametrize("force", ["false", "true"])
+def test_the_confirmed_delete_passes_the_force_choice_on(admin_client, pending, force):
+    run_action(admin_client, "delete_checkout", pending, confirm="yes", force=force)
+
+    queued = Event.objects.filter(project_id=pending.pk, type="JobQueued").last()
+    assert queued.data.get("options", {}).get("force", False) is (force == "true")
+
+
+def test_the_detail_page_delete_button_asks_first(admin_client, pending):
+    url = reverse("admin:projects_project_operate", args=[pending.pk, "delete"])
+    before = Event.objects.count()
+
+    asked = admin_client.post(url)
+    assert asked.status_code == 200 and 'name="force"' in asked.content.decode()
+    assert Event.objects.count() == before
+
+    admin_client.post(url, {"confirm": "yes", "force": "true"})
+    queued = Event.objects.filter(project_id=pending.pk, type="JobQueued").last()
+    assert queued.data["options"] == {"force": True}
+
+
 def test_delete_action_cancels_queued_work_and_queues_the_delete(admin_client, pending):
-    run_action(admin_client, "delete_checkout", pending)
+    run_action(admin_client, "delete_checkout", pending, confirm="yes", force="false")
 
     assert event_types(pending.pk) == ["ProjectCreated", "JobQueued", "JobCancelled", "JobQueued"]
     pending.refresh_from_db()

@@ -45,6 +45,8 @@ def test_lease_hands_out_the_job_with_everything_the_agent_needs(session, queued
         "credential": None,
         "use_node_credentials": False,
         "ssh_known_hosts": "",
+        "strategy": "ff-only",
+        "force": False,
     }
     assert body["lease"]["attempt"] == 1
     assert len(body["lease"]["token"]) >= 24

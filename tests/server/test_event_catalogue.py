@@ -70,6 +70,26 @@ STORED = [
     ("JobSucceeded", {"job_id": JOB, "attempt": 4, "result": RESULT}),
     ("JobFailed", {"job_id": JOB, "attempt": 4, "error": ERROR}),
     ("JobCancelled", {"job_id": JOB, "reason": "cancelled_by_user"}),
+    # Since live workspaces: a pull's strategy, a delete's force, the inspect kind, and the
+    # workspace summary and backup ref in a result.
+    (
+        "JobQueued",
+        {"job_id": JOB, "kind": "pull", "max_attempts": 3, "options": {"strategy": "rebase"}},
+    ),
+    ("JobQueued", {"job_id": JOB, "kind": "delete", "max_attempts": 3, "options": {"force": True}}),
+    ("JobQueued", {"job_id": JOB, "kind": "inspect", "max_attempts": 3}),
+    (
+        "JobSucceeded",
+        {
+            "job_id": JOB,
+            "attempt": 1,
+            "result": {
+                **RESULT,
+                "workspace": {"dirty": {"count": 0, "paths": []}, "ahead": 0, "behind": 0},
+                "backup_ref": "refs/gitfleet/backup/20260101T120000000000Z",
+            },
+        },
+    ),
     # Added with projects that use a person's credential: the id only, never the secret.
     (
         "ProjectCreated",

@@ -20,11 +20,12 @@ PACKAGES = (
     "nodes",
     "projects",
     "credentials",
+    "sync",
     "agent",
     "gitpolicy",
     "gitfleet_cli",
 )
-SERVER_APPS = {"accounts", "nodes", "projects", "credentials"}
+SERVER_APPS = {"accounts", "nodes", "projects", "credentials", "sync"}
 DJANGO_FREE = {"agent", "gitpolicy", "gitfleet_cli"}
 
 

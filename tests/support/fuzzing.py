@@ -45,6 +45,9 @@ FUZZ_SERVER = {
     "MAX_RUNNING_JOBS_PER_USER_PER_NODE": "100",
     # Without a key, storing a credential answers 503, which the fuzz counts as a server error.
     "CREDENTIAL_KEYS": Fernet.generate_key().decode(),
+    # No sweep while the fuzz runs: it would send notifications to whatever URLs the fuzz
+    # subscribed, and only 127.0.0.1 may be reached from the tests.
+    "SWEEP_SECONDS": "3600",
 }
 
 # A lease token the generator may put in a renew, complete or release body: the test swaps it,
@@ -69,6 +72,10 @@ ACCEPTABLE_CREDENTIAL = {
     "secret": "fuzz-token-0123456789abcdef",
 }
 ACCEPTABLE_SECRET = {"secret": "fuzz-token-rotated-0123456789"}
+
+# A subscription the fuzz server accepts (a loopback receiver nobody listens on; the fuzz
+# server never sweeps, so nothing is sent): random URLs and event names are refused.
+ACCEPTABLE_SUBSCRIPTION = {"url": "http://127.0.0.1:9/fuzz", "events": ["JobQueued"]}
 
 FUZZ_CONFIG = schemathesis.Config.from_dict(
     {
@@ -113,15 +120,17 @@ class Seeded:
 
     tokens: dict[str, str] = field(default_factory=dict)
     ids: dict[str, list[Any]] = field(default_factory=dict)
+    deletable: dict[str, list[Any]] = field(default_factory=dict)
+    """Ids a DELETE may use instead of `ids`, so that the other operations keep theirs."""
     protected: dict[str, list[Any]] = field(default_factory=dict)
     """Path values the fuzz must never use: the ids of the tokens it speaks with."""
     live: LiveLeases | None = None
     clients: list[httpx.Client] = field(default_factory=list)
 
-    def known(self, name: str, value: Any) -> st.SearchStrategy:
+    def known(self, name: str, value: Any, *, deleting: bool = False) -> st.SearchStrategy:
         """The generated path value, or (as often) an id that exists: otherwise every path
         with an id would answer 404 and the views behind it would never run."""
-        known = self.ids.get(name)
+        known = (deleting and self.deletable.get(name)) or self.ids.get(name)
         protected = self.protected.get(name, [])
         if known and any(str(value) == str(kept) for kept in protected):
             return st.sampled_from(known)  # revoking its own credentials would end the fuzz
@@ -147,9 +156,28 @@ def steer_body(body: Any) -> st.SearchStrategy:
     if _is_credential(body):
         optional = {name: "" for name in ("username", "known_hosts") if name in body}
         return st.sampled_from([body, {**body, **ACCEPTABLE_CREDENTIAL, **optional}])
-    if set(body) == {"secret"} and _fits(body, {"secret": SSH_KEY_MAX_BYTES}):
+    if isinstance(body.get("secret"), str) and _fits(body, {"secret": SSH_KEY_MAX_BYTES}):
+        # Extra properties are schema-valid but refused, so almost no generated rotation
+        # reached the rotation itself; the acceptable secret alone is schema-valid too.
         return st.sampled_from([body, ACCEPTABLE_SECRET])
+    if _is_subscription(body):
+        return st.sampled_from([body, {**body, **ACCEPTABLE_SUBSCRIPTION}])
     return st.just(body)
+
+
+def _is_subscription(body: dict) -> bool:
+    """A schema-valid subscription body, so that steering keeps an invalid one invalid."""
+    events = body.get("events")
+    projects = body.get("projects", [])
+    return (
+        set(body) <= {"url", "events", "projects"}
+        and _fits(body, {"url": 2048})
+        and isinstance(events, list)
+        and 1 <= len(events) <= 64
+        and all(isinstance(e, str) and len(e) <= 64 for e in events)
+        and isinstance(projects, list)
+        and all(isinstance(p, str) and len(p) <= 36 for p in projects)
+    )
 
 
 def _is_credential(body: dict) -> bool:
@@ -254,6 +282,13 @@ def seed_site(site: ServerSite, url: str, seeded: Seeded) -> None:
     )
     assert credential.status_code == 201, credential.text
 
+    hooks = [person.post("/api/v1/hooks/", json={"name": f"seeded-{n}"}) for n in range(2)]
+    subscriptions = [
+        person.post("/api/v1/subscriptions/", json=ACCEPTABLE_SUBSCRIPTION) for _ in range(2)
+    ]
+    for created in (*hooks, *subscriptions):
+        assert created.status_code == 201, created.text
+
     nodes = person.get("/api/v1/nodes/").json()["results"]
     seeded.ids = {
         "token_id": disposable,
@@ -261,6 +296,12 @@ def seed_site(site: ServerSite, url: str, seeded: Seeded) -> None:
         "job_id": [ready["job"]["id"], failed["job"]["id"], running["job"]["id"]],
         "node_id": [node["id"] for node in nodes],
         "credential_id": [credential.json()["id"]],
+        "hook_id": [hooks[0].json()["id"]],
+        "subscription_id": [subscriptions[0].json()["id"]],
+    }
+    seeded.deletable = {
+        "hook_id": [hooks[1].json()["id"]],
+        "subscription_id": [subscriptions[1].json()["id"]],
     }
     seeded.live = LiveLeases(person, agent.http, spare["project"]["id"])
 

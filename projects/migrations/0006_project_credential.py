@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("credentials", "0001_initial"),
-        ("projects", "0004_job_timeouts"),
+        ("projects", "0005_workspaces"),
     ]
 
     operations = [
