@@ -51,7 +51,7 @@ def _no_body(request: Request) -> None:
 class CloneView(APIView):
     @extend_schema(
         request=CloneRequestSerializer,
-        responses={202: AcceptedJobSerializer, **errors(409)},
+        responses={202: AcceptedJobSerializer, **errors(404, 409)},
         summary="Create a project and queue its clone on a node",
     )
     def post(self, request: Request) -> Response:
