@@ -10,11 +10,12 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install -r requirements/server.txt -r requirements/agent.txt
 
 FROM python:3.11.7-slim-bookworm
-# git and ssh for the agent's clones (https and ssh URLs), git-lfs for repositories that use
-# Git LFS (its clean filter; the agent downloads LFS objects itself); nothing else at run time.
+# git and ssh for the agent's clones (https and ssh URLs), git-lfs for LFS objects, and sshd
+# for the test suite's SSH git server when the tests run in this image (it is never started
+# otherwise).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git=1:2.39.* openssh-client=1:9.2p1-* \
-        git-lfs=3.3.0-* \
+       openssh-server=1:9.2p1-* git-lfs=3.3.0-* \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 gitfleet \
     && useradd --system --uid 10001 --gid gitfleet --create-home --shell /usr/sbin/nologin gitfleet \

@@ -89,7 +89,8 @@ class LeasedJob:
     """A lease answer: the job as sent (validate it with `parse_job`) and its lease."""
 
     job_id: str
-    job: Mapping[str, Any]
+    # Out of the repr: the job may carry its credential's secret.
+    job: Mapping[str, Any] = field(repr=False)
     lease: Lease
 
 

@@ -10,7 +10,9 @@ MAX_MESSAGE_LENGTH = 2000
 # Codes from docs/agent-protocol.md.
 ERROR_CODES = frozenset(
     {
-        "auth_required",
+        "auth_failed",
+        "host_key_unknown",
+        "host_key_mismatch",
         "repository_not_found",
         "branch_not_found",
         "timeout",

@@ -3,9 +3,9 @@
 Every command runs with an environment built from scratch and with `-c` settings that switch off
 what a repository or the host could use to run code or reach elsewhere: hooks, fsmonitor,
 redirects, submodule recursion, credential helpers and ssh commands from repository config,
-the system and global git config. `HOME` is kept on purpose so that the node's own SSH keys
-(`~/.ssh`) and `~/.netrc` keep working for private repositories; the global `~/.gitconfig` is
-still ignored, so a credential helper has to be named in AGENT_GIT_CREDENTIAL_HELPER.
+the system and global git config. What a job may authenticate with (its credential, or the
+node's own for people granted them, or nothing: a private empty `HOME`, no helper, no SSH
+keys or agent) comes from `agent.credentials` as a `GitSetup`.
 Symlinks are checked out as symlinks, as git does (`AGENT_GIT_SYMLINKS=false` stores them as
 plain files holding the link text); the agent itself never follows one. Git LFS smudging is
 always skipped (`GIT_LFS_SKIP_SMUDGE`): `agent.lfs` downloads LFS objects itself, under the URL
@@ -27,6 +27,7 @@ from typing import Any
 
 from agent import children
 from agent.config import AgentConfig
+from agent.credentials import GitSetup
 from agent.errors import JobCancelled, JobFailure
 from agent.logs import logger
 
@@ -99,8 +100,6 @@ def git_config_flags(config: AgentConfig) -> list[str]:
         # An empty value clears any helper list a repository's config set.
         ("credential.helper", ""),
     ]
-    if config.git_credential_helper:
-        settings.append(("credential.helper", config.git_credential_helper))
     flags: list[str] = []
     for key, value in settings:
         flags += ["-c", f"{key}={value}"]
@@ -216,13 +215,20 @@ class Git:
     """Runs git commands for one job: one config, one control, one deadline for all of them."""
 
     def __init__(
-        self, config: AgentConfig, *, control: JobControl | None = None, deadline: float
+        self,
+        config: AgentConfig,
+        *,
+        control: JobControl | None = None,
+        deadline: float,
+        setup: GitSetup | None = None,
     ) -> None:
         self._config = config
         self._control = control or JobControl()
         self._deadline = deadline
-        self._env = git_environment(config)
-        self._flags = git_config_flags(config)
+        setup = setup or GitSetup(flags=[], env={})
+        self._env = setup.environment(git_environment(config))
+        self._flags = git_config_flags(config) + setup.flags
+        self._pass_fds = setup.pass_fds
         # Group-write checkouts: everything git creates is group-writable (-1: umask untouched).
         self._umask = 0o002 if config.checkout_group_write else -1
 
@@ -273,6 +279,7 @@ class Git:
             stderr=subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
+            pass_fds=self._pass_fds,
         )
         self._control.attach(process)
         stdout = bytearray()
@@ -360,11 +367,16 @@ _AUTH = (
     "permission denied (publickey",
     "permission denied (keyboard-interactive",
     "permission denied (password",
-    "host key verification failed",
     "http basic: access denied",
     "returned error: 401",
     "returned error: 403",
 )
+# ssh says "Host key verification failed." for both; what precedes it tells them apart.
+_HOST_KEY_MISMATCH = (
+    "remote host identification has changed",
+    "host key for",  # "Host key for [host]:port has changed and you have requested strict …"
+)
+_HOST_KEY_UNKNOWN = ("host key is known for", "host key verification failed")
 _BRANCH_NOT_FOUND = (
     "not found in upstream",
     "couldn't find remote ref",
@@ -405,7 +417,9 @@ _NETWORK = (
 )
 _CLASSES = (
     ("disk_full", _DISK_FULL),
-    ("auth_required", _AUTH),
+    ("host_key_mismatch", _HOST_KEY_MISMATCH),
+    ("host_key_unknown", _HOST_KEY_UNKNOWN),
+    ("auth_failed", _AUTH),
     ("branch_not_found", _BRANCH_NOT_FOUND),
     ("repository_not_found", _REPOSITORY_NOT_FOUND),
     ("permission_denied", _PERMISSION),

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 from agent import checkout, workspace
 from agent.config import AgentConfig
+from agent.credentials import Access, job_access
 from agent.errors import JobFailure, failure_from_os_error
 from agent.git import Git, JobControl
 from agent.logs import log_event
@@ -72,17 +73,64 @@ class JobResult:
         return {name: value for name, value in asdict(self).items() if value is not None}
 
 
-def perform(job: Job, config: AgentConfig, control: JobControl) -> JobResult:
-    """Run one validated job. Raises JobFailure, or JobCancelled if `control` was cancelled."""
+def perform(
+    job: Job, config: AgentConfig, control: JobControl, access: Access | None = None
+) -> JobResult:
+    """Run one validated job with what `access` lets it authenticate with (nothing when None).
+
+    Raises JobFailure, its message free of the credential's secret, or JobCancelled if
+    `control` was cancelled.
+    """
+    access = access or Access()
     operation = _OPERATIONS[job.kind]
     started = time.monotonic()
-    git = Git(config, control=control, deadline=started + job.timeout_seconds)
     try:
-        return operation(job, config, git, started)
-    except UnsafePath as exc:
-        raise JobFailure("unsafe_path", str(exc)) from None
+        with job_access(
+            access,
+            git_url=job.git_url,
+            storage_path=config.storage_path,
+            node_helper=config.git_credential_helper,
+        ) as setup:
+            git = Git(config, control=control, deadline=started + job.timeout_seconds, setup=setup)
+            try:
+                return operation(job, config, git, started)
+            except UnsafePath as exc:
+                raise JobFailure("unsafe_path", str(exc)) from None
     except OSError as exc:
-        raise failure_from_os_error(exc, f"{job.kind} {job.target_path}") from None
+        failure = failure_from_os_error(exc, f"{job.kind} {job.target_path}")
+        raise _explained(failure, job, access) from None
+    except JobFailure as failure:
+        raise _explained(failure, job, access) from None
+
+
+def _explained(failure: JobFailure, job: Job, access: Access) -> JobFailure:
+    """`failure` with the secret redacted and, for refused access, what was tried and where to
+    fix it."""
+    credential = access.credential
+    message = failure.message
+    if failure.code == "auth_failed":
+        if credential is not None:
+            message = (
+                f"the credential {credential.name!r} was refused by {credential.host}: {message}"
+            )
+        elif access.use_node_credentials:
+            message = f"the node's own credentials were refused: {message}"
+        else:
+            message = (
+                "the repository asks for credentials and the project has none: give it one of "
+                f"your credentials for its host: {message}"
+            )
+    elif failure.code == "host_key_unknown":
+        message = (
+            "the SSH server's host key is not known: add its line to the credential's "
+            "known_hosts, or ask the operator to add it to GIT_SSH_KNOWN_HOSTS: " + message
+        )
+    elif failure.code == "host_key_mismatch":
+        message = (
+            "the SSH server's host key differs from the known one (the server changed its key, "
+            "or something is in between): " + message
+        )
+    return JobFailure(failure.code, access.redact(message), retryable=failure.retryable)
 
 
 def clone(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:

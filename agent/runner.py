@@ -29,6 +29,7 @@ from agent.client import (
     ServerUnavailable,
 )
 from agent.config import AgentConfig
+from agent.credentials import parse_access, sweep_secrets
 from agent.errors import JobCancelled, JobFailure
 from agent.git import JobControl
 from agent.logs import log_event, logger
@@ -137,6 +138,8 @@ class Agent:
     def run(self) -> int:
         """Work until stopped; return the process exit code."""
         swept = sweep_leftovers(self.config.projects_path)
+        # A job folder left by an agent that died mid-job may hold a key: gone before any work.
+        swept += sweep_secrets(self.config.storage_path)
         log_event(
             logging.INFO,
             "agent_started",
@@ -331,6 +334,7 @@ class Agent:
                 allowed_schemes=self.config.git_allowed_schemes,
                 allow_private_hosts=self.config.git_allow_private_hosts,
             )
+            access = parse_access(leased.job)
         except InvalidJob as exc:
             log_event(logging.WARNING, "job_invalid", **fields, field=exc.field, reason=exc.reason)
             self._report(running, error=JobFailure("invalid_job", str(exc)).as_dict())
@@ -354,14 +358,16 @@ class Agent:
         reporter.start()
         result = error = None
         try:
-            result = perform(job, self.config, control).as_dict()
+            result = perform(job, self.config, control, access).as_dict()
         except JobFailure as failure:
             error = failure.as_dict()
         except JobCancelled:
             pass
         except Exception as exc:
-            logger.exception("job_crashed")
-            error = JobFailure("internal_error", f"{exc.__class__.__name__}: {exc}").as_dict()
+            # Not logger.exception: a traceback's locals and messages could hold the secret.
+            text = access.redact(f"{exc.__class__.__name__}: {exc}")
+            log_event(logging.ERROR, "job_crashed", job_id=job.id, error=text)
+            error = JobFailure("internal_error", text).as_dict()
         finally:
             done.set()
             renewer.join()

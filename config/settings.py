@@ -269,6 +269,15 @@ AGENT_DB_THREADS = env.int("AGENT_DB_THREADS", default=4)
 # Fernet keys for people's git credentials, comma-separated: the first encrypts, all decrypt.
 # Empty: the server runs, but storing a credential answers 503 saying how to make a key.
 CREDENTIAL_KEYS = env.list("CREDENTIAL_KEYS", default=[])
+# With DEBUG off a secret goes out only over HTTPS (`request.is_secure()`, which honours
+# X-Forwarded-Proto); true allows plain HTTP, for agents that reach the server over a private
+# network only (the compose file's internal network).
+CREDENTIALS_ALLOW_INSECURE_TRANSPORT = env.bool(
+    "CREDENTIALS_ALLOW_INSECURE_TRANSPORT", default=False
+)
+# An OpenSSH known_hosts file whose lines go with every job, so that SSH clones check host keys
+# against what the operator vouches for (besides a credential's own lines).
+GIT_SSH_KNOWN_HOSTS = env.str("GIT_SSH_KNOWN_HOSTS", default="")
 
 # --- Metrics --------------------------------------------------------------------------------
 # `/metrics` answers only `Authorization: Bearer <METRICS_TOKEN>`; empty means metrics are off.

@@ -228,7 +228,18 @@ class ProjectAdmin(ReadOnlyAdmin):
         (None, {"fields": ["id", "name", "owner", "node_presence", "status", "version"]}),
         (
             "Source",
-            {"fields": ["git_url", "branch", "depth", "lfs", "submodules", "filter", "sparse"]},
+            {
+                "fields": [
+                    "git_url",
+                    "branch",
+                    "depth",
+                    "lfs",
+                    "submodules",
+                    "filter",
+                    "sparse",
+                    "credential_used",
+                ]
+            },
         ),
         (
             "Checkout",
@@ -260,6 +271,7 @@ class ProjectAdmin(ReadOnlyAdmin):
         "submodules",
         "filter",
         "sparse",
+        "credential_used",
         "target_path",
         "commit",
         "ref_kind",
@@ -276,6 +288,14 @@ class ProjectAdmin(ReadOnlyAdmin):
     def get_queryset(self, request: HttpRequest):
         # The reason column reads each project's open jobs: fetch them for the page at once.
         return with_open_jobs(super().get_queryset(request))
+
+    @admin.display(description="Credential")
+    def credential_used(self, project: Project) -> str:
+        """The credential's name and id, never more of it."""
+        credential = project.credential
+        if credential is None:
+            return "none (anonymous)"
+        return f"{credential.name} ({credential.pk})"
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         opts = self.opts

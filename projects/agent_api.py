@@ -12,6 +12,7 @@ each step), and it waits on the process's wake-up hub, so idle long polls cost m
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import threading
@@ -31,11 +32,13 @@ from rest_framework.views import APIView
 from core.async_db import run_db
 from core.exceptions import Conflict, Invalid
 from core.schema import errors
+from credentials.models import CredentialKind
 from nodes.authentication import AgentTokenAuthentication
 from nodes.models import Node
 from nodes.services import Heartbeat, flag_duplicate_instance, record_presence
 from projects import leases, progress
 from projects.api.serializers import StrictSerializer, StrictUUIDField
+from projects.delivery import Undeliverable, access_for
 from projects.domain import JobKind, PullStrategy
 from projects.models import JOB_KIND_CHOICES, JOB_STATE_CHOICES
 from projects.wakeups import hub
@@ -103,6 +106,16 @@ class LeaseRequestSerializer(StrictSerializer):
 # classes: drf-spectacular would publish them as the schema's descriptions.
 
 
+class JobCredentialSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=CredentialKind.choices)
+    host = serializers.CharField()
+    username = serializers.CharField(allow_blank=True)
+    secret = serializers.CharField()
+    known_hosts = serializers.CharField(allow_blank=True)
+
+
 _STRATEGIES = [strategy.value for strategy in PullStrategy]
 
 
@@ -126,6 +139,21 @@ class LeasedJobSerializer(serializers.Serializer):
     filter = serializers.CharField(source="project.filter")
     sparse = serializers.ListField(source="project.sparse", child=serializers.CharField())
     timeout_seconds = serializers.IntegerField()
+    credential = JobCredentialSerializer(
+        source="access.credential",
+        allow_null=True,
+        help_text="The project's credential, secret included: only in this answer, only to the "
+        "agent holding the lease.",
+    )
+    use_node_credentials = serializers.BooleanField(
+        source="access.use_node_credentials",
+        help_text="The owner may use the node's own credential helper and SSH keys.",
+    )
+    ssh_known_hosts = serializers.CharField(
+        source="access.ssh_known_hosts",
+        allow_blank=True,
+        help_text="The operator's known_hosts lines (GIT_SSH_KNOWN_HOSTS) for SSH host checks.",
+    )
     strategy = serializers.SerializerMethodField(help_text="How a pull treats local work.")
     force = serializers.SerializerMethodField(help_text="A delete that may lose local work.")
 
@@ -407,12 +435,39 @@ class LeaseView(AgentView):
         return Response(status=204)
 
     def _look(self, data: dict, *, woken: bool) -> leases.Grant | None:
-        return leases.lease(
-            node=self.node,
-            request_id=data["request_id"],
-            instance_id=str(data["instance_id"]),
-            woken=woken,
-        )
+        """The next job with what it needs (`projects.delivery`), or None. A job that cannot
+        be handed over is failed at once, and the look goes on to the next one."""
+        while True:
+            grant = leases.lease(
+                node=self.node,
+                request_id=data["request_id"],
+                instance_id=str(data["instance_id"]),
+                woken=woken,
+            )
+            if grant is None:
+                return None
+            try:
+                access = access_for(
+                    kind=grant.job.kind,
+                    owner_id=grant.project.owner_id,
+                    credential_id=grant.project.credential_id,
+                    secure=self.request.is_secure(),
+                )
+            except Undeliverable as refusal:
+                logger.warning(
+                    "node %s: job %s not handed over: %s", self.node.name, grant.job.id,
+                    refusal.code,
+                )  # fmt: skip
+                leases.complete(
+                    node=self.node,
+                    job_id=grant.job.id,
+                    lease_token=grant.job.lease_token,
+                    result=None,
+                    error=refusal.as_error(),
+                )
+                woken = True
+                continue
+            return dataclasses.replace(grant, access=access)
 
     def _woken_look(self, data: dict) -> Response | None:
         """A look after a wake-up, with the caller checked again first: its token may have been

@@ -19,6 +19,7 @@ PATH = Path(__file__).resolve().parent.parent / "docs" / "events.md"
 # JSON types of the annotations the event classes use (annotations are strings here).
 _JSON_TYPES = {
     "str": "string",
+    "str | None": "string or null",
     "int": "integer",
     "int | None": "integer or null",
     "bool": "boolean",

@@ -114,10 +114,13 @@ class ProjectCreated(DomainEvent):
     `clone`. `target_path` is `{owner_id}_{name}`, the checkout's place under the node's
     projects root. `branch` is the ref asked for: a branch, a tag or a full commit id. `lfs`,
     `submodules` (`none` or `recursive`), `filter` (partial clone) and `sparse` (cone-mode
-    folders) were added later; events stored before them read as their defaults."""
+    folders) were added later, and so was `credential_id` (the owner's credential its jobs use);
+    events stored before them read as their defaults."""
 
     frees_work: ClassVar[bool] = False
-    added_later: ClassVar[frozenset[str]] = frozenset({"lfs", "submodules", "filter", "sparse"})
+    added_later: ClassVar[frozenset[str]] = frozenset(
+        {"lfs", "submodules", "filter", "sparse", "credential_id"}
+    )
 
     owner_id: int
     name: str
@@ -130,6 +133,8 @@ class ProjectCreated(DomainEvent):
     submodules: str = "none"
     filter: str = ""
     sparse: tuple[str, ...] = ()
+    # The id of the owner's credential the project's jobs use; none when absent.
+    credential_id: str | None = None
 
 
 @_event
@@ -274,6 +279,17 @@ class JobCancelled(DomainEvent):
     reason: str
 
 
+@_event
+@dataclass(frozen=True)
+class ProjectCredentialChanged(DomainEvent):
+    """The owner gave the project another credential (`credential_id`), or none (None). Only the
+    id is recorded, never the secret; the next jobs use it."""
+
+    frees_work: ClassVar[bool] = False
+
+    credential_id: str | None
+
+
 def event_from_data(type_: str, data: dict[str, Any]) -> DomainEvent:
     """The typed event stored under `type_` with `data`."""
     return EVENT_TYPES[type_].from_data(data)
@@ -337,6 +353,7 @@ class Project:
     branch: str = ""
     depth: int | None = None
     target_path: str = ""
+    credential_id: str | None = None
     status: ProjectStatus = ProjectStatus.PENDING
     commit: str = ""
     checkout_branch: str = ""
@@ -388,6 +405,12 @@ class CreateProject:
     submodules: str = "none"
     filter: str = ""
     sparse: tuple[str, ...] = ()
+    credential_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangeCredential:
+    credential_id: str | None
 
 
 @dataclass(frozen=True)
@@ -481,6 +504,7 @@ class ExpireQueuedJob:
 
 Command = (
     CreateProject
+    | ChangeCredential
     | RequestPull
     | RequestDelete
     | RequestInspect
@@ -554,9 +578,18 @@ def _create(state: Project, command: CreateProject) -> list[DomainEvent]:
             submodules=command.submodules,
             filter=command.filter,
             sparse=tuple(command.sparse),
+            credential_id=command.credential_id,
         ),
         JobQueued(command.job_id, JobKind.CLONE, command.max_attempts),
     ]
+
+
+@_decides(ChangeCredential)
+def _change_credential(state: Project, command: ChangeCredential) -> list[DomainEvent]:
+    _require_live(state)
+    if state.credential_id == command.credential_id:
+        return []
+    return [ProjectCredentialChanged(command.credential_id)]
 
 
 @_decides(RequestPull)
@@ -879,9 +912,17 @@ def _created(state: Project, event: ProjectCreated, version: int, at: datetime) 
         submodules=event.submodules,
         filter=event.filter,
         sparse=list(event.sparse),
+        credential_id=event.credential_id,
         status=ProjectStatus.PENDING,
         created_at=at,
     )
+
+
+@_mutates(ProjectCredentialChanged)
+def _credential_changed(
+    state: Project, event: ProjectCredentialChanged, version: int, at: datetime
+) -> Project:
+    return _stepped(state, version, at, credential_id=event.credential_id)
 
 
 @_mutates(JobQueued)

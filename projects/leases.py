@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from django.utils import timezone
 from core.exceptions import Conflict, DomainError, NotFound
 from nodes.models import Node
 from projects import domain, projection, queue, selectors
+from projects.delivery import JobAccess
 from projects.domain import JobState
 from projects.eventstore import execute
 from projects.models import Job, Project
@@ -35,6 +36,8 @@ class Grant:
 
     job: domain.Job
     project: domain.Project
+    # What the lease answer adds for the agent (`projects.delivery`), once the view has it.
+    access: JobAccess = field(default_factory=JobAccess)
 
     @property
     def timeout_seconds(self) -> int:

@@ -59,6 +59,14 @@ class Project(models.Model):
     branch = models.CharField(max_length=255)
     depth = models.PositiveIntegerField(null=True, blank=True)
     target_path = models.CharField(max_length=128)
+    # The owner's credential its jobs use; only its id is ever in an event.
+    credential = models.ForeignKey(
+        "credentials.Credential",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="projects",
+    )
     status = models.CharField(max_length=16, choices=PROJECT_STATUS_CHOICES)
     commit = models.CharField(max_length=64, blank=True)
     checkout_branch = models.CharField(max_length=255, blank=True)
@@ -90,6 +98,12 @@ class Project(models.Model):
             )
         ]
         indexes = [models.Index(fields=["status"]), models.Index(fields=["node", "status"])]
+        permissions = [
+            (
+                "use_node_credentials",
+                "Can have jobs use the node's own git credential helper and SSH keys",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} on {self.node}"

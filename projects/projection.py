@@ -51,6 +51,7 @@ _PROJECT_FIELDS = (
     "branch",
     "depth",
     "target_path",
+    "credential_id",
     "status",
     "commit",
     "checkout_branch",
@@ -89,7 +90,7 @@ def load(project_id: uuid.UUID | str, *, job_ids: Iterable[str] = (), lock: bool
     jobs = queue.open_only(Job.objects.filter(project_id=row.pk)) | Job.objects.filter(
         project_id=row.pk, id__in=_valid_uuids(wanted)
     )
-    values = {name: getattr(row, name) for name in _PROJECT_FIELDS}
+    values = _stored_project_values(row)
     values["status"] = domain.ProjectStatus(row.status)
     return domain.Project(
         id=str(row.pk),
@@ -98,6 +99,14 @@ def load(project_id: uuid.UUID | str, *, job_ids: Iterable[str] = (), lock: bool
         jobs={str(job.id): _job_state(job) for job in jobs},
         **values,
     )
+
+
+def _stored_project_values(row: Project) -> dict[str, Any]:
+    """The row's `_PROJECT_FIELDS` as the decider spells them (the credential id as text)."""
+    values = {name: getattr(row, name) for name in _PROJECT_FIELDS}
+    if values["credential_id"] is not None:
+        values["credential_id"] = str(values["credential_id"])
+    return values
 
 
 def _valid_uuids(values: Iterable[str]) -> list[uuid.UUID]:
@@ -284,7 +293,7 @@ def _drifts(
         "owner_id": replayed.owner_id,
         "node_id": replayed.node_id,
     }
-    actual = {name: getattr(row, name) for name in _PROJECT_FIELDS}
+    actual = _stored_project_values(row)
     actual["owner_id"] = row.owner_id
     actual["node_id"] = str(row.node_id)
     drifts += [

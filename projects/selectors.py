@@ -19,7 +19,7 @@ from projects.queue import JobState
 
 def visible_projects(user: AbstractBaseUser) -> QuerySet[Project]:
     """Staff see every project; everyone else sees their own."""
-    projects = Project.objects.select_related("node")
+    projects = Project.objects.select_related("node", "credential")
     return projects if user.is_staff else projects.filter(owner=user)
 
 

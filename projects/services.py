@@ -22,6 +22,7 @@ from nodes.models import Node
 from projects import domain, wakeups
 from projects.eventstore import Appended, execute
 from projects.models import Job, Project
+from projects.project_credentials import usable_credential
 
 MAX_CLONE_DEPTH = 1_000_000
 
@@ -135,10 +136,12 @@ def request_clone(
     submodules: str = "none",
     filter: str = "",
     sparse: list[str] | None = None,
+    credential: object | None = None,
     request_id: str | None = None,
 ) -> Project:
     """Creates a project and queues its clone on `node`, after checking every input against the
-    git-input policy; raises `Invalid` naming the first field that fails."""
+    git-input policy; raises `Invalid` naming the first field that fails. `credential` is the id
+    of one of the owner's credentials, for the URL's host (`project_credentials`)."""
     name = _valid("name", gitpolicy.validate_project_name, name)
     git_url = _valid("git_url", lambda url: gitpolicy.validate_git_url(url, url_policy()), git_url)
     branch = _chosen_ref(ref, branch)
@@ -146,6 +149,11 @@ def request_clone(
     submodules = _valid("submodules", gitpolicy.validate_submodules, submodules)
     filter = _valid("filter", gitpolicy.validate_filter, filter)
     sparse = _valid("sparse", gitpolicy.validate_sparse, sparse)
+    credential_id = None
+    if credential is not None:
+        credential_id = str(
+            usable_credential(owner=owner, credential_id=credential, git_url=git_url).pk
+        )
     _require_node_accepts_work(node)
     lfs = _valid_lfs(lfs, node)
     if (
@@ -170,6 +178,7 @@ def request_clone(
         submodules=submodules,
         filter=filter,
         sparse=tuple(sparse),
+        credential_id=credential_id,
     )
     try:
         execute(project_id, command, meta=_meta(owner, request_id), after=_wake)

@@ -197,6 +197,12 @@ class CloneRequestSerializer(StrictSerializer):
         help_text="Sparse checkout (cone mode): the folders to check out, relative to the "
         "repository. Default: all.",
     )
+    credential = StrictUUIDField(
+        required=False,
+        allow_null=True,
+        help_text="Id of one of your credentials for the git_url's host[:port]; its jobs then "
+        "authenticate with it.",
+    )
 
     def to_internal_value(self, data):
         # `ref` (or `branch`) is required; named with the other missing fields in one answer.
@@ -227,6 +233,50 @@ class CloneRequestSchemaSerializer(CloneRequestSerializer):
         help_text="What to check out: a branch, a tag, or a full 40-hex commit id (a branch wins "
         "over a tag of the same name). A body with `branch` instead is accepted too.",
     )
+
+
+class CredentialSummarySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+
+
+class ProjectChangeSerializer(StrictSerializer):
+    credential = StrictUUIDField(
+        required=False,
+        allow_null=True,
+        help_text="Id of one of your credentials for the project's host[:port], or null for none.",
+    )
+    sync_interval = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        # sync.schedule's MIN_INTERVAL and MAX_INTERVAL, which check it again.
+        min_value=60,
+        max_value=30 * 86400,
+        help_text="Pull every this many seconds; null for no scheduled sync.",
+    )
+
+    def validate(self, attrs):
+        if not attrs:
+            message = ["Give credential, sync_interval or both."]
+            raise serializers.ValidationError({"credential": message, "sync_interval": message})
+        return attrs
+
+
+# What a PATCH changed: the fields it was given, as they are now.
+class ProjectChangedSerializer(serializers.Serializer):
+    credential = CredentialSummarySerializer(required=False, allow_null=True)
+    sync_interval = serializers.IntegerField(required=False, allow_null=True)
+
+    def to_representation(self, instance):
+        data = {}
+        if "credential" in instance:
+            credential = instance["credential"]
+            data["credential"] = (
+                None if credential is None else CredentialSummarySerializer(credential).data
+            )
+        if "sync_interval" in instance:
+            data["sync_interval"] = instance["sync_interval"]
+        return data
 
 
 class EmptyRequestSerializer(StrictSerializer):
@@ -356,6 +406,8 @@ class ProjectSerializer(serializers.ModelSerializer):
     sparse = serializers.ListField(child=serializers.CharField(), read_only=True)
     node = NodeSummarySerializer(read_only=True)
     active_job = ActiveJobField()
+    # Id and name only: nothing of a credential's secret ever leaves through the project API.
+    credential = CredentialSummarySerializer(read_only=True, allow_null=True)
     last_error = LastErrorField()
     reason = ReasonField()
 
@@ -375,6 +427,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "submodules",
             "filter",
             "sparse",
+            "credential",
             "target_path",
             "status",
             "commit",

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.exceptions import NotFound
 from core.query import BIGINT_MAX, whole_number
 from core.schema import errors
 from nodes.models import NODE_NAME_PATTERN
@@ -22,6 +23,8 @@ from projects.api.serializers import (
     CloneRequestSerializer,
     EmptyRequestSerializer,
     EventSerializer,
+    ProjectChangedSerializer,
+    ProjectChangeSerializer,
     ProjectSerializer,
     ProjectStatusSerializer,
     PullRequestSerializer,
@@ -29,8 +32,9 @@ from projects.api.serializers import (
 )
 from projects.domain import ProjectStatus
 from projects.models import Event, Job, Project
+from projects.project_credentials import change_credential
 from sync import schedule
-from sync.serializers import ProjectWithScheduleSerializer, SyncIntervalSerializer
+from sync.serializers import ProjectWithScheduleSerializer
 
 
 def _accepted(project: Project, job: Job) -> Response:
@@ -48,7 +52,7 @@ def _no_body(request: Request) -> None:
 class CloneView(APIView):
     @extend_schema(
         request=CloneRequestSchemaSerializer,
-        responses={202: AcceptedJobSerializer, **errors(409)},
+        responses={202: AcceptedJobSerializer, **errors(404, 409)},
         summary="Create a project and queue its clone on a node",
     )
     def post(self, request: Request) -> Response:
@@ -115,18 +119,32 @@ class ProjectDetailView(APIView):
         return Response(ProjectWithScheduleSerializer(project).data)
 
     @extend_schema(
-        request=SyncIntervalSerializer,
-        responses={200: SyncIntervalSerializer, **errors(404)},
-        summary="Change the project's scheduled sync",
+        request=ProjectChangeSerializer,
+        responses={200: ProjectChangedSerializer, **errors(400, 404, 409)},
+        summary="Change the project's scheduled sync or its credential",
     )
     def patch(self, request: Request, project_id) -> Response:
-        serializer = SyncIntervalSerializer(data=request.data)
+        serializer = ProjectChangeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
         project = selectors.project_for(request.user, project_id)
-        interval = schedule.set_sync_interval(
-            project=project, interval=serializer.validated_data["sync_interval"]
-        )
-        return Response({"sync_interval": interval})
+        changed: dict = {}
+        if "credential" in data:
+            # A credential is the owner's own: staff who can see the project still cannot.
+            if project.owner_id != request.user.pk:
+                raise NotFound("No such project.")
+            project = change_credential(
+                project=project,
+                credential_id=data["credential"],
+                actor=request.user,
+                request_id=request._request.request_id,
+            )
+            changed["credential"] = project.credential
+        if "sync_interval" in data:
+            changed["sync_interval"] = schedule.set_sync_interval(
+                project=project, interval=data["sync_interval"]
+            )
+        return Response(ProjectChangedSerializer(changed).data)
 
     @extend_schema(
         request=None,

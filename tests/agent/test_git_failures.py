@@ -55,12 +55,12 @@ def test_a_closed_port_is_a_retryable_network_error(config):
     assert_clean(config)
 
 
-def test_a_password_prompt_is_auth_required_not_a_hang(config, http_git):
+def test_a_password_prompt_is_auth_failed_not_a_hang(config, http_git):
     started = time.monotonic()
 
     failure = failure_of(config, git_url=http_git.url("auth", "repo.git"))
 
-    assert failure.code == "auth_required"
+    assert failure.code == "auth_failed"
     assert time.monotonic() - started < 10
     assert_clean(config)
 

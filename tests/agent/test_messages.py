@@ -92,17 +92,17 @@ def test_progress_numbers_stay_within_what_the_server_stores():
     [
         (
             "fatal: could not read Username for 'https://h': terminal prompts disabled",
-            "auth_required",
+            "auth_failed",
             False,
         ),
         (
             "git@h: Permission denied (publickey).\nfatal: Could not read from remote repository.",
-            "auth_required",
+            "auth_failed",
             False,
         ),
         (
             "remote: HTTP Basic: Access denied\nfatal: Authentication failed for 'https://h/r'",
-            "auth_required",
+            "auth_failed",
             False,
         ),
         (

@@ -47,6 +47,9 @@ def test_lease_hands_out_the_job_with_everything_the_agent_needs(session, queued
         "filter": "",
         "sparse": [],
         "timeout_seconds": 3600,
+        "credential": None,
+        "use_node_credentials": False,
+        "ssh_known_hosts": "",
         "strategy": "ff-only",
         "force": False,
     }

@@ -15,6 +15,7 @@ from projects import catalogue, domain
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 JOB = "3f2c1e9a-0d4b-4e7a-9a55-2b8f1d6c0e11"
+CREDENTIAL = "6f1c6a8e-5b1e-4a43-9a59-3f0f7d0c2b11"
 ERROR = {"code": "timeout", "message": "git fetch took longer than 60 s", "retryable": True}
 RESULT = {
     "commit": "a" * 40,
@@ -89,6 +90,22 @@ STORED = [
             },
         },
     ),
+    # Added with projects that use a person's credential: the id only, never the secret.
+    (
+        "ProjectCreated",
+        {
+            "owner_id": 7,
+            "name": "private",
+            "node_id": "b1a6c0de-0000-4000-8000-000000000001",
+            "git_url": "https://git.example.com/group/private.git",
+            "branch": "main",
+            "depth": None,
+            "target_path": "7_private",
+            "credential_id": CREDENTIAL,
+        },
+    ),
+    ("ProjectCredentialChanged", {"credential_id": CREDENTIAL}),
+    ("ProjectCredentialChanged", {"credential_id": None}),
 ]
 
 

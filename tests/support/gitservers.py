@@ -3,7 +3,8 @@
 - `Upstream`: a bare repository served to the agent, plus a work tree to commit into it.
 - `start_git_daemon(base)`: `git daemon` over the git:// protocol.
 - `start_http_git_server(base)`: `git http-backend` behind a small HTTP server, with paths that
-  redirect (`/redirect/...`), demand a password (`/auth/...`) or never answer (`/hang/...`).
+  redirect (`/redirect/...`), demand a password (`/auth/...`), serve only to Basic auth with
+  one of `basic_users` (`/basic/...`) or never answer (`/hang/...`).
 - `start_silent_server()`: accepts TCP connections and never says a word.
 - `start_gated_relay(port)`: a TCP relay to a git server that holds connections until opened,
   so that a job can be kept running for as long as a test needs and then allowed to finish.
@@ -11,7 +12,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hmac
 import os
 import socket
 import subprocess
@@ -190,6 +193,18 @@ class HttpGitServer:
     base_url: str
     server: ThreadingHTTPServer
     release_hung: threading.Event = field(default_factory=threading.Event)
+    # user name -> password accepted on /basic/ paths; change it to rotate or revoke.
+    basic_users: dict[str, str] = field(default_factory=dict)
+    # Seconds each /basic/ request waits before it is served, so that a test can look at the
+    # processes of a clone while it runs.
+    basic_delay: list[float] = field(default_factory=lambda: [0.0])
+    # The user names that /basic/ requests authenticated as, in order.
+    basic_logins: list[str] = field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        """`127.0.0.1:port`, as a credential's host names it."""
+        return self.base_url.removeprefix("http://")
 
     def url(self, mode: str, name: str) -> str:
         return f"{self.base_url}/{mode}/{name}"
@@ -202,6 +217,9 @@ class HttpGitServer:
 
 def start_http_git_server(base_path: Path) -> HttpGitServer:
     release = threading.Event()
+    basic_users: dict[str, str] = {}
+    basic_delay = [0.0]
+    basic_logins: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
@@ -231,6 +249,16 @@ def start_http_git_server(base_path: Path) -> HttpGitServer:
                 self.send_header("WWW-Authenticate", 'Basic realm="git"')
                 self.end_headers()
                 return
+            if mode == "basic":
+                if not self._basic_user():
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                time.sleep(basic_delay[0])
+                self._http_backend("/" + rest, query)
+                return
             if mode == "progress-bomb" and self.command == "POST":
                 self._progress_bomb()
                 return
@@ -238,6 +266,19 @@ def start_http_git_server(base_path: Path) -> HttpGitServer:
                 self.send_error(404)
                 return
             self._http_backend("/" + rest, query, v0_only=mode == "progress-bomb")
+
+        def _basic_user(self) -> str:
+            scheme, _, encoded = (self.headers.get("Authorization") or "").partition(" ")
+            if scheme.lower() != "basic":
+                return ""
+            try:
+                user, _, password = base64.b64decode(encoded).decode().partition(":")
+            except ValueError:
+                return ""
+            if user in basic_users and hmac.compare_digest(basic_users[user], password):
+                basic_logins.append(user)
+                return user
+            return ""
 
         def _progress_bomb(self) -> None:
             # A fetch answered with nothing but progress lines whose counts have 5,000 digits,
@@ -289,7 +330,14 @@ def start_http_git_server(base_path: Path) -> HttpGitServer:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     host, port = server.server_address[:2]
-    return HttpGitServer(base_url=f"http://{host}:{port}", server=server, release_hung=release)
+    return HttpGitServer(
+        base_url=f"http://{host}:{port}",
+        server=server,
+        release_hung=release,
+        basic_users=basic_users,
+        basic_delay=basic_delay,
+        basic_logins=basic_logins,
+    )
 
 
 def _pkt_line(data: bytes) -> bytes:

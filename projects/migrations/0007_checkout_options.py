@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("projects", "0005_workspaces"),
+        ("projects", "0006_project_credential"),
     ]
 
     operations = [
