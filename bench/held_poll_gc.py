@@ -93,8 +93,10 @@ def run(args: argparse.Namespace) -> None:
         try:
             tokens = [token for _, token in make_nodes(site, args.held, prefix="gc")]
             os.environ.update(site.env)  # this process becomes the server
+            import django
             import uvicorn
 
+            django.setup()  # the hub's module reaches the event store and its models
             from projects.wakeups import hub
 
             port = free_port()
