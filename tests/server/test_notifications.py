@@ -174,3 +174,25 @@ def test_a_subscription_is_only_its_owners(api, api_for, make_user, receiver):
     for path in ("", "/attempts"):
         assert other.get(f"/api/v1/subscriptions/{subscription['id']}{path}").status_code == 404
     assert other.get("/api/v1/subscriptions/").json()["results"] == []
+
+
+def test_the_subscription_secret_lands_in_no_event_attempt_log_or_sent_body(
+    api, user, node, receiver, caplog
+):
+    caplog.set_level("DEBUG")
+    subscription = subscribe(api, receiver.url)
+    ready_project(user, node, "a", "https://git.example.com/a.git")
+
+    assert notify.deliver_due() > 0
+    secret = subscription["secret"]
+    sent = [r["body"].decode() + repr(r["headers"]) for r in receiver.accepted()]
+    assert sent and all(secret not in text for text in sent)
+    shown = [
+        api.get("/api/v1/subscriptions/").content.decode(),
+        api.get(f"/api/v1/subscriptions/{subscription['id']}").content.decode(),
+        api.get(f"/api/v1/subscriptions/{subscription['id']}/attempts").content.decode(),
+    ]
+    assert all(secret not in text for text in shown)
+    assert all(secret not in f"{e.data!r} {e.meta!r}" for e in Event.objects.all())
+    assert secret not in repr(list(Subscription.objects.values()))
+    assert secret not in caplog.text

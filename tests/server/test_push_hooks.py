@@ -233,3 +233,32 @@ def test_a_hook_is_only_its_owners(api_for, make_user, hook):
     other = api_for(make_user("bob"))
     assert other.get(f"/api/v1/hooks/{hook['id']}").status_code == 404
     assert other.delete(f"/api/v1/hooks/{hook['id']}").status_code == 404
+
+
+def _stored_text() -> str:
+    """Every event's data and meta and every delivery row, as text."""
+    events = [f"{e.data!r} {e.meta!r}" for e in Event.objects.all()]
+    deliveries = [repr(row) for row in HookDelivery.objects.values()]
+    return "\n".join(events + deliveries)
+
+
+def test_the_hook_secret_lands_in_no_event_delivery_row_log_or_later_answer(
+    api, client, user, node, hook, caplog
+):
+    caplog.set_level("DEBUG")
+    project = ready_project(user, node, "a", "https://github.com/acme/tool.git")
+    body, headers = github_push(hook["secret"], repo="acme/tool", branch="main")
+
+    assert deliver(client, hook, body, headers).status_code == 200
+    assert len(pulls_of(project)) == 1  # the delivery went all the way through
+
+    secret = hook["secret"]
+    later_answers = [
+        api.get("/api/v1/hooks/").content.decode(),
+        api.get(f"/api/v1/hooks/{hook['id']}").content.decode(),
+        api.get(f"/api/v1/projects/{project.pk}/events").content.decode(),
+    ]
+    assert all(secret not in answer for answer in later_answers)
+    assert secret not in _stored_text()
+    assert secret not in caplog.text
+    assert "acme/tool" in caplog.text + _stored_text()  # the searches read real content
