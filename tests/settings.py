@@ -13,6 +13,9 @@ os.environ.setdefault("GIT_ALLOWED_SCHEMES", "https,ssh,git,http")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("API_USER_RATE", "100000/minute")
 os.environ.setdefault("DB_POOL_MAX_SIZE", "40")  # concurrency tests run 20+ threads
+# CI runs the SQLite and PostgreSQL passes side by side on two cores: under that load the 20-agent
+# concurrency test waited more than the default 10 s for a pooled connection once.
+os.environ.setdefault("DB_POOL_TIMEOUT", "30")
 
 from config.settings import *  # noqa: F403
 
