@@ -133,7 +133,7 @@ def extras(job: Job, config: AgentConfig, git: Git, repo: str) -> Extras:
     # The endpoint is looked at only when there is something to fetch from it.
     if job.lfs and lfs.pointers(git, repo):
         endpoint = lfs.endpoint(git, repo, job.git_url, url_policy)
-        replaced = lfs.download(git, repo, endpoint, url_policy, config)
+        replaced = lfs.download(git, repo, endpoint, url_policy, config, git.http_auth)
     return Extras(submodules=fetched, submodules_skipped=skipped, lfs_files=replaced)
 
 

@@ -8,12 +8,16 @@ own), removed when the job ends whatever the way, and by a restarted agent at st
 SSH credential, its key (0600). An HTTPS secret never touches a file: git asks the agent's own
 helper (`agent/credential_helper.py`), scoped to the credential's host, which reads the answer
 from a pipe the agent filled and git inherited; the environment names only the pipe's number.
-The secret is in no argv, no environment, no `.git/config`, no remote URL, and is redacted
-from every message the job reports.
+The same helper answers the submodules' fetches on that host (git matches the helper's URL
+scope by scheme, host and port, so a submodule elsewhere is asked nothing). The agent's own LFS
+requests carry the token as a Basic header to the clone URL's own scheme, host and port only
+(`HttpAuth`). The secret is in no argv, no environment, no `.git/config`, no remote URL, and is
+redacted from every message the job reports.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import hashlib
@@ -135,14 +139,69 @@ def _text(data: Mapping[str, Any], key: str, limit: int, name: str) -> str:
     return value
 
 
+Origin = tuple[str, str, int]
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def url_origin(url: str) -> Origin | None:
+    """(scheme, host, port) of an http(s) URL, the port filled in when implied; None for any
+    other URL or one that does not parse."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+@dataclass(frozen=True)
+class HttpAuth:
+    """The project's HTTPS credential as the agent itself sends it (LFS requests), bound to the
+    one origin — scheme, host and port of the clone URL — it was given for. Every other origin
+    gets nothing, whatever a repository or an LFS server names."""
+
+    origin: Origin
+    username: str
+    secret: str = field(repr=False)
+
+    @property
+    def header(self) -> str:
+        pair = f"{self.username}:{self.secret}".encode()
+        return "Basic " + base64.b64encode(pair).decode()
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        """The Authorization header for `url` if it is on the credential's origin, else none."""
+        return {"Authorization": self.header} if url_origin(url) == self.origin else {}
+
+    def carried_by(self, value: str) -> bool:
+        """Whether `value` (a header an LFS server handed back) holds the secret."""
+        return self.secret in value or self.header.split(" ", 1)[1] in value
+
+
+def http_auth(credential: GitCredential | None, git_url: str) -> HttpAuth | None:
+    """The HttpAuth of a job: only an HTTPS token whose host[:port] is the clone URL's own."""
+    if credential is None or credential.kind != "https-token":
+        return None
+    origin = url_origin(git_url)
+    if origin is None or url_origin(f"{origin[0]}://{credential.host}/") != origin:
+        return None
+    username = credential.username or DEFAULT_TOKEN_USERNAME
+    return HttpAuth(origin=origin, username=username, secret=credential.secret)
+
+
 @dataclass
 class GitSetup:
-    """What every git command of one job runs with: `-c` flags, environment and inherited fds."""
+    """What every git command of one job runs with: `-c` flags, environment and inherited fds,
+    and the credential the agent's own HTTP requests (LFS) may send to the clone URL's host."""
 
     flags: list[str]
     env: dict[str, str]
     pass_fds: tuple[int, ...] = ()
     removed_env: tuple[str, ...] = ()
+    http_auth: HttpAuth | None = field(default=None, repr=False)
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         env = {name: value for name, value in base.items() if name not in self.removed_env}
@@ -235,7 +294,10 @@ def job_access(
             known_hosts_files=known_hosts_files,
             node_keys=access.use_node_credentials and identity is None,
         )
-        yield GitSetup(flags=flags, env=env, pass_fds=tuple(fds), removed_env=removed)
+        yield GitSetup(
+            flags=flags, env=env, pass_fds=tuple(fds), removed_env=removed,
+            http_auth=http_auth(credential, git_url),
+        )  # fmt: skip
     finally:
         for fd in fds:
             with contextlib.suppress(OSError):

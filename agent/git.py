@@ -27,7 +27,7 @@ from typing import Any
 
 from agent import children
 from agent.config import AgentConfig
-from agent.credentials import GitSetup
+from agent.credentials import GitSetup, HttpAuth
 from agent.errors import JobCancelled, JobFailure
 from agent.logs import logger
 
@@ -229,6 +229,7 @@ class Git:
         self._env = setup.environment(git_environment(config))
         self._flags = git_config_flags(config) + setup.flags
         self._pass_fds = setup.pass_fds
+        self._http_auth = setup.http_auth
         # Group-write checkouts: everything git creates is group-writable (-1: umask untouched).
         self._umask = 0o002 if config.checkout_group_write else -1
 
@@ -240,6 +241,11 @@ class Git:
     def report(self, progress: Progress) -> None:
         """Pass progress of work done outside git (LFS downloads) on to the renew loop."""
         self._control.report(progress)
+
+    @property
+    def http_auth(self) -> HttpAuth | None:
+        """What the agent's own HTTP requests of this job (LFS) may authenticate with."""
+        return self._http_auth
 
     @property
     def environment(self) -> dict[str, str]:

@@ -7,6 +7,12 @@ for them, checks the endpoint, every object `href` and every redirect against th
 (scheme, host, the addresses it resolves to), downloads with a size bound and a SHA-256 check,
 and replaces each pointer file without following any symlink. A pointer left behind fails the
 job with `lfs_incomplete`.
+
+The project's HTTPS credential (`agent.credentials.HttpAuth`) goes to the batch API and to
+object hrefs only on the clone URL's own scheme, host and port. A download action's own
+`header` map is sent with its href as git-lfs does (its Authorization then replaces the
+project's), except that a header holding the project's secret never goes to another host, and
+a redirect to another host drops every Authorization header.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from agent.config import AgentConfig
+from agent.credentials import HttpAuth, url_origin
 from agent.errors import JobFailure
 from agent.git import Git, Progress
 from agent.worktree import read_small_file, replace_file
@@ -120,9 +127,17 @@ def pointers(git: Git, repo: str) -> list[Pointer]:
     return found
 
 
-def download(git: Git, repo: str, url: str, policy: UrlPolicy, config: AgentConfig) -> int:
-    """Fetch every LFS object whose pointer is in the worktree and put it in place; returns how
-    many files were replaced. Raises JobFailure `lfs_incomplete` if any stays a pointer."""
+def download(
+    git: Git,
+    repo: str,
+    url: str,
+    policy: UrlPolicy,
+    config: AgentConfig,
+    auth: HttpAuth | None = None,
+) -> int:
+    """Fetch every LFS object whose pointer is in the worktree and put it in place, with `auth`
+    for its own origin only; returns how many files were replaced. Raises JobFailure
+    `lfs_incomplete` if any stays a pointer."""
     wanted = pointers(git, repo)
     if not wanted:
         return 0
@@ -140,7 +155,7 @@ def download(git: Git, repo: str, url: str, policy: UrlPolicy, config: AgentConf
     oids = list(unique)
     for start in range(0, len(oids), BATCH_SIZE):
         chunk = [unique[oid] for oid in oids[start : start + BATCH_SIZE]]
-        answer = _batch(session, url, chunk, policy, verify)
+        answer = _batch(session, url, chunk, policy, verify, auth)
         for item in answer:
             oid = item.get("oid")
             if oid not in unique:
@@ -151,7 +166,9 @@ def download(git: Git, repo: str, url: str, policy: UrlPolicy, config: AgentConf
                 continue
             stored = _object_path(objects_dir, oid)
             if not os.path.exists(stored):
-                _fetch_object(session, href, headers, unique[oid], temp_dir, stored, policy, verify)
+                _fetch_object(
+                    session, href, headers, unique[oid], temp_dir, stored, policy, verify, auth
+                )
             done_bytes += unique[oid].size
             git.report(Progress("lfs", _percent(done_bytes, total_bytes), len(failed), done_bytes))
     replaced = 0
@@ -208,7 +225,12 @@ def _lfs_filtered(git: Git, repo: str, paths: list[str]) -> list[str]:
 
 
 def _batch(
-    session: requests.Session, url: str, chunk: list[Pointer], policy: UrlPolicy, verify: object
+    session: requests.Session,
+    url: str,
+    chunk: list[Pointer],
+    policy: UrlPolicy,
+    verify: object,
+    auth: HttpAuth | None,
 ) -> list[dict]:
     body = {
         "operation": "download",
@@ -217,12 +239,12 @@ def _batch(
         "hash_algo": "sha256",
     }
     response = _request(
-        session, "POST", f"{url}/objects/batch", policy, verify,
+        session, "POST", f"{url}/objects/batch", policy, verify, auth,
         headers={"Accept": _MEDIA_TYPE, "Content-Type": _MEDIA_TYPE}, json=body,
     )  # fmt: skip
     with response:
         if response.status_code in (401, 403):
-            raise JobFailure("auth_required", f"the LFS server answered {response.status_code}")
+            raise JobFailure("auth_failed", f"the LFS batch API answered {response.status_code}")
         if response.status_code != 200:
             raise JobFailure("network_error", f"the LFS batch API answered {response.status_code}")
         try:
@@ -257,12 +279,18 @@ def _fetch_object(
     stored: str,
     policy: UrlPolicy,
     verify: object,
+    auth: HttpAuth | None,
 ) -> None:
-    response = _request(session, "GET", href, policy, verify, headers=headers, stream=True)
+    response = _request(session, "GET", href, policy, verify, auth, headers=headers, stream=True)
     temp = os.path.join(temp_dir, f"{pointer.oid}-{secrets.token_hex(4)}")
     digest = hashlib.sha256()
     size = 0
     with response, open(temp, "xb") as out:
+        if response.status_code in (401, 403):
+            os.unlink(temp)
+            raise JobFailure(
+                "auth_failed", f"{pointer.path}: the LFS object answered {response.status_code}"
+            )
         if response.status_code != 200:
             os.unlink(temp)
             raise JobFailure(
@@ -282,25 +310,52 @@ def _fetch_object(
 
 
 def _request(
-    session: requests.Session, method: str, url: str, policy: UrlPolicy, verify: object, **kwargs
+    session: requests.Session,
+    method: str,
+    url: str,
+    policy: UrlPolicy,
+    verify: object,
+    auth: HttpAuth | None,
+    *,
+    headers: dict[str, str],
+    **kwargs,
 ) -> requests.Response:
-    """One request, following redirects by hand so that every hop passes the policy."""
+    """One request, following redirects by hand so that every hop passes the policy; a hop to
+    another origin loses the Authorization header an earlier hop had (as browsers and requests
+    do: a redirect is the server's word, not the person's)."""
     for _ in range(MAX_REDIRECTS + 1):
         check_url(url, policy)
         try:
             response = session.request(
-                method, url, allow_redirects=False, timeout=HTTP_TIMEOUT, verify=verify, **kwargs
-            )
+                method, url, allow_redirects=False, timeout=HTTP_TIMEOUT, verify=verify,
+                headers=_headers_for(url, headers, auth), **kwargs,
+            )  # fmt: skip
         except requests.RequestException as exc:
             raise JobFailure("network_error", f"LFS {_shown(url)}: {exc}") from None
         if response.status_code not in (301, 302, 303, 307, 308):
             return response
         location = response.headers.get("Location", "")
         response.close()
-        url = urljoin(url, location)
+        target = urljoin(url, location)
+        if url_origin(target) != url_origin(url):
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        url = target
         if response.status_code == 303:
             method, kwargs = "GET", {k: v for k, v in kwargs.items() if k != "json"}
     raise JobFailure("lfs_incomplete", f"more than {MAX_REDIRECTS} redirects from the LFS server")
+
+
+def _headers_for(url: str, headers: dict[str, str], auth: HttpAuth | None) -> dict[str, str]:
+    """What one request to `url` sends: `headers`, plus the project's credential on its own
+    origin unless the LFS server named an Authorization of its own; on another origin, no
+    header that holds the project's secret."""
+    if auth is None:
+        return headers
+    if url_origin(url) != auth.origin:
+        return {k: v for k, v in headers.items() if not auth.carried_by(v)}
+    if any(k.lower() == "authorization" for k in headers):
+        return headers
+    return {**headers, **auth.headers_for(url)}
 
 
 def _object_path(objects_dir: str, oid: str) -> str:

@@ -4,7 +4,10 @@
 - `start_git_daemon(base)`: `git daemon` over the git:// protocol.
 - `start_http_git_server(base)`: `git http-backend` behind a small HTTP server, with paths that
   redirect (`/redirect/...`), demand a password (`/auth/...`), serve only to Basic auth with
-  one of `basic_users` (`/basic/...`) or never answer (`/hang/...`).
+  one of `basic_users` (`/basic/...`) or never answer (`/hang/...`). With `lfs_backend` set it
+  also fronts a real LFS server (giftless) for each repository's default endpoint
+  (`/<mode>/<repo>/info/lfs`) and its objects (`/<mode>/lfs/...`), on the same terms, and it
+  records the Authorization header of every request it gets (`seen`).
 - `start_silent_server()`: accepts TCP connections and never says a word.
 - `start_gated_relay(port)`: a TCP relay to a git server that holds connections until opened,
   so that a job can be kept running for as long as a test needs and then allowed to finish.
@@ -15,11 +18,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import hmac
+import json
 import os
 import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -200,6 +206,20 @@ class HttpGitServer:
     basic_delay: list[float] = field(default_factory=lambda: [0.0])
     # The user names that /basic/ requests authenticated as, in order.
     basic_logins: list[str] = field(default_factory=list)
+    # (method, path, Authorization header or None) of every request, in order.
+    seen: list[tuple[str, str, str | None]] = field(default_factory=list)
+    # The LFS server's endpoint (`LfsServer.endpoint()`) that LFS paths are passed on to.
+    lfs_backend: list[str] = field(default_factory=lambda: [""])
+    # Where object hrefs of batch answers point: "" for this server's `/<mode>/lfs`; another
+    # server's `/git/lfs` for objects on another host, `/basic/lfs-redirect` for a redirect.
+    lfs_href_base: list[str] = field(default_factory=lambda: [""])
+    lfs_redirect_to: list[str] = field(default_factory=lambda: [""])
+    # Headers put in every download action ("{authorization}": the batch request's own).
+    lfs_action_header: dict[str, str] = field(default_factory=dict)
+
+    def authorizations(self) -> list[str]:
+        """The Authorization headers this server was sent."""
+        return [header for _, _, header in self.seen if header]
 
     @property
     def host(self) -> str:
@@ -220,6 +240,11 @@ def start_http_git_server(base_path: Path) -> HttpGitServer:
     basic_users: dict[str, str] = {}
     basic_delay = [0.0]
     basic_logins: list[str] = []
+    seen: list[tuple[str, str, str | None]] = []
+    lfs_backend = [""]
+    lfs_href_base = [""]
+    lfs_redirect_to = [""]
+    lfs_action_header: dict[str, str] = {}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
@@ -234,8 +259,15 @@ def start_http_git_server(base_path: Path) -> HttpGitServer:
             self._route()
 
         def _route(self) -> None:
+            seen.append((self.command, self.path, self.headers.get("Authorization")))
             path, _, query = self.path.partition("?")
             mode, _, rest = path.lstrip("/").partition("/")
+            if mode in ("basic", "git") and lfs_backend[0] and self._is_lfs(rest):
+                if mode == "basic" and not self._basic_user():
+                    self._unauthorised()
+                    return
+                self._lfs(mode, rest, query)
+                return
             if mode == "hang":
                 release.wait(120)
                 return
@@ -266,6 +298,64 @@ def start_http_git_server(base_path: Path) -> HttpGitServer:
                 self.send_error(404)
                 return
             self._http_backend("/" + rest, query, v0_only=mode == "progress-bomb")
+
+        @staticmethod
+        def _is_lfs(rest: str) -> bool:
+            return "/info/lfs/" in rest or rest.startswith(("lfs/", "lfs-redirect/"))
+
+        def _unauthorised(self) -> None:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _lfs(self, mode: str, rest: str, query: str) -> None:
+            """The batch API and objects of the LFS server behind, hrefs made to point here (or
+            wherever `lfs_href_base` says)."""
+            if rest.startswith("lfs-redirect/"):
+                self.send_response(302)
+                location = lfs_redirect_to[0] + rest.removeprefix("lfs-redirect")
+                self.send_header("Location", location + (f"?{query}" if query else ""))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            backend = lfs_backend[0]
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            if rest.startswith("lfs/"):
+                target = backend + rest.removeprefix("lfs")
+            else:
+                target = backend + "/" + rest.partition("/info/lfs/")[2]
+            target += f"?{query}" if query else ""
+            request = urllib.request.Request(target, data=body, method=self.command)
+            for name in ("Accept", "Content-Type"):
+                if self.headers.get(name):
+                    request.add_header(name, self.headers[name])
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    status, payload, kind = answer.status, answer.read(), answer.headers
+            except urllib.error.HTTPError as error:
+                status, payload, kind = error.code, error.read(), error.headers
+            if "/info/lfs/" in rest and status == 200:
+                payload = self._rewritten(json.loads(payload), backend, mode)
+            self.send_response(status)
+            self.send_header("Content-Type", kind.get("Content-Type", "application/octet-stream"))
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _rewritten(self, answer: dict, backend: str, mode: str) -> bytes:
+            href_base = lfs_href_base[0] or f"http://{self.headers['Host']}/{mode}/lfs"
+            extra = {
+                name: value.replace("{authorization}", self.headers.get("Authorization", ""))
+                for name, value in lfs_action_header.items()
+            }
+            for item in answer.get("objects", []):
+                action = (item.get("actions") or {}).get("download")
+                if action:
+                    action["href"] = href_base + action["href"].removeprefix(backend)
+                    action["header"] = {**(action.get("header") or {}), **extra}
+            return json.dumps(answer).encode()
 
         def _basic_user(self) -> str:
             scheme, _, encoded = (self.headers.get("Authorization") or "").partition(" ")
@@ -337,6 +427,11 @@ def start_http_git_server(base_path: Path) -> HttpGitServer:
         basic_users=basic_users,
         basic_delay=basic_delay,
         basic_logins=basic_logins,
+        seen=seen,
+        lfs_backend=lfs_backend,
+        lfs_href_base=lfs_href_base,
+        lfs_redirect_to=lfs_redirect_to,
+        lfs_action_header=lfs_action_header,
     )
 
 

@@ -94,10 +94,12 @@ def commit_lfs_files(
     files: dict[str, bytes],
     *,
     plain: dict[str, str] | None = None,
+    upload_to: str = "",
 ) -> str:
     """Commit `files` as LFS objects (patterns from their suffixes) with a .lfsconfig naming
-    `endpoint`, upload the objects to the LFS server, push; return the commit id. Later
-    commits of LFS files must come through here too: a plain `git add` would store them whole."""
+    `endpoint`, upload the objects to the LFS server (at `upload_to` when the endpoint is a
+    front that asks for a password), push; return the commit id. Later commits of LFS files
+    must come through here too: a plain `git add` would store them whole."""
     work = upstream.work
     (work / ".lfsconfig").write_text(f'[lfs]\n\turl = "{endpoint}"\n')
     attributes = work / ".gitattributes"
@@ -113,6 +115,11 @@ def commit_lfs_files(
         path.write_bytes(content if isinstance(content, bytes) else content.encode())
     lfs_git("add", "--all", cwd=work)
     lfs_git("commit", "--quiet", "-m", "lfs files", cwd=work)
-    lfs_git("lfs", "push", "--all", endpoint, cwd=work)
-    git("push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{upstream.branch}", cwd=work)
+    # lfs.url from the command line beats the .lfsconfig just written.
+    target = upload_to or endpoint
+    lfs_git("-c", f"lfs.url={target}", "lfs", "push", "--all", target, cwd=work)
+    git(
+        "-c", f"lfs.url={target}", "push", "--quiet", "--force", "origin",
+        f"HEAD:refs/heads/{upstream.branch}", cwd=work,
+    )  # fmt: skip
     return upstream.head()
