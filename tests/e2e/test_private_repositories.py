@@ -5,6 +5,8 @@ not be."""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 
@@ -12,9 +14,11 @@ import httpx
 import pytest
 
 from tests.agent.test_job_credentials import process_texts
+from tests.agent.test_submodules import add_submodule
 from tests.support.credentials import TOKEN, fernet_key, leaks, make_ssh_key
 from tests.support.fleet import Fleet
-from tests.support.gitservers import start_http_git_server
+from tests.support.gitservers import Upstream, start_http_git_server
+from tests.support.lfsserver import commit_lfs_files, start_lfs_server
 from tests.support.servers import UserClient
 from tests.support.sshd import start_sshd
 
@@ -272,3 +276,69 @@ def test_private_repositories_with_peoples_credentials_and_no_trace(
     )  # fmt: skip
     assert lease.status_code == 200, lease.text
     assert leaks(lease.content, TOKEN)
+
+
+def test_a_private_repository_with_lfs_and_submodules_uses_the_credential_on_its_host_only(
+    private_fleet, http_server, served, tmp_path
+):
+    """The token opens the repository, its LFS objects (behind the same Basic auth) and a
+    submodule on the same host; a submodule on another port is fetched without it. Then the
+    secret is searched in the checkout (its .git/config and .git/modules too), the agent's
+    log, the events and every answer."""
+    fleet = private_fleet
+    recorder = Recorder()
+    lfs_server = start_lfs_server(tmp_path / "lfs-storage")
+    other_host = start_http_git_server(served)
+    try:
+        http_server.basic_users["alice"] = TOKEN
+        http_server.lfs_backend[0] = lfs_server.endpoint()
+        leaf = Upstream(served, "leaf")
+        leaf_commit = leaf.commit({"leaf.txt": "private leaf\n"}, "leaf")
+        weights = os.urandom(150_000)
+        top = Upstream(served, "top")
+        top.commit({"README.md": "top\n"}, "first")
+        add_submodule(top, "libs/private", "../leaf.git", leaf_commit)
+        add_submodule(top, "libs/open", other_host.url("git", "leaf.git"), leaf_commit)
+        url = http_server.url("basic", top.name)
+        commit_lfs_files(
+            top, f"{url}/info/lfs", {"model.bin": weights}, upload_to=lfs_server.endpoint()
+        )
+        agent = fleet.start_agent(AGENT_GIT_ALLOWED_SCHEMES="http")
+        alice = person(fleet, "dana", recorder)
+        token = alice.http.post(
+            "/api/v1/credentials/",
+            json={"name": "ci-token", "kind": "https-token", "host": http_server.host,
+                  "username": "alice", "secret": TOKEN},
+        ).json()  # fmt: skip
+
+        project = alice.clone(
+            "whole", url, credential=token["id"], lfs=True, submodules="recursive"
+        )["project"]
+        status = wait_final(alice, project["id"])
+
+        assert status["status"] == "ready", status
+        checkout = fleet.storage / "projects" / project["target_path"]
+        assert (checkout / "model.bin").read_bytes() == weights
+        assert (checkout / "libs" / "private" / "leaf.txt").read_text() == "private leaf\n"
+        assert (checkout / "libs" / "open" / "leaf.txt").read_text() == "private leaf\n"
+        lfs_auth = [auth for _, path, auth in http_server.seen if "lfs" in path]
+        assert lfs_auth and all(lfs_auth)
+        assert other_host.seen and other_host.authorizations() == []
+        recorder(alice.http.get(f"/api/v1/projects/{project['id']}/events"))
+        recorder(alice.http.get(f"/api/v1/projects/{project['id']}"))
+        fleet.site.manage("rebuild_projections", "--check")
+    finally:
+        other_host.stop()
+        lfs_server.stop()
+    agent.stop()
+
+    places: dict[str, bytes] = {
+        "agent log": agent.log().encode(),
+        "events": json.dumps(alice.events(project["id"])).encode(),
+        "answers": b"\n".join(recorder.answers),
+    }
+    for path in checkout.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            places[f"file {path}"] = path.read_bytes()
+    assert any("/.git/modules/" in where and where.endswith("/config") for where in places)
+    assert [where for where, content in places.items() if leaks(content, TOKEN)] == []
