@@ -23,6 +23,7 @@ import re
 import secrets
 import shutil
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -105,26 +106,46 @@ def check_url(url: str, policy: UrlPolicy) -> None:
         raise JobFailure("lfs_url_refused", f"LFS URL {_shown(url)} refused: {exc}") from None
 
 
-def pointers(git: Git, repo: str) -> list[Pointer]:
-    """The worktree's files that the LFS filter covers and that still hold a pointer."""
+def lfs_files(git: Git, repo: str) -> dict[str, int]:
+    """The tracked regular files that the LFS filter covers: path -> file mode. Only a
+    `.gitattributes` can name the filter here (the agent writes no info/attributes and reads
+    no global config), so a repository without one is not asked about every path."""
     listing = git.run("ls-files", "-z", "--stage", repo=repo).stdout
     candidates: dict[str, int] = {}
+    has_attributes = False
     for entry in listing.split("\0"):
         if not entry:
             continue
         info, _, path = entry.partition("\t")
+        has_attributes = has_attributes or path.rpartition("/")[2] == ".gitattributes"
         mode = info.split(" ", 1)[0]
         if mode in ("100644", "100755"):
             candidates[path] = 0o755 if mode == "100755" else 0o644
-    if not candidates:
-        return []
+    if not candidates or not has_attributes:
+        return {}
+    return {path: candidates[path] for path in _lfs_filtered(git, repo, list(candidates))}
+
+
+def pointers(git: Git, repo: str, files: dict[str, int] | None = None) -> list[Pointer]:
+    """The worktree's files that the LFS filter covers and that still hold a pointer."""
     found = []
-    for path in _lfs_filtered(git, repo, list(candidates)):
+    for path, mode in (lfs_files(git, repo) if files is None else files).items():
         content = read_small_file(repo, path, POINTER_MAX_BYTES)
         match = _POINTER.match(content) if content is not None else None
         if match:
-            found.append(Pointer(path, match["oid"].decode(), int(match["size"]), candidates[path]))
+            found.append(Pointer(path, match["oid"].decode(), int(match["size"]), mode))
     return found
+
+
+def summary(git: Git, repo: str, *, listed: int = 20) -> dict[str, Any] | None:
+    """The workspace summary's `lfs` entry: how many tracked files are LFS files and which
+    still hold a pointer (a checkout made without LFS, or objects never downloaded); None for
+    a repository without LFS files."""
+    files = lfs_files(git, repo)
+    if not files:
+        return None
+    left = sorted(p.path for p in pointers(git, repo, files))
+    return {"files": len(files), "pointers_left": len(left), "paths_left": left[:listed]}
 
 
 def download(

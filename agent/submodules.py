@@ -14,6 +14,7 @@ import contextlib
 import os
 import stat
 from dataclasses import dataclass
+from typing import Any
 
 from agent.errors import JobFailure
 from agent.git import Git
@@ -123,6 +124,46 @@ def update(git: Git, repo: str, parent: GitUrl, policy: UrlPolicy, *, level: int
         inner = os.path.join(repo, sub.path)
         count += update(git, inner, sub.url, policy, level=level + 1)
     return count
+
+
+def summary(git: Git, repo: str, *, listed: int = 20) -> dict[str, Any] | None:
+    """The workspace summary's `submodules` entry: how many the commit has, how many are
+    initialised, and for each (up to `listed`) the commit recorded and the one checked out
+    (None when not initialised); None for a commit without submodules."""
+    links = gitlinks(git, repo)
+    if not links:
+        return None
+    modules = []
+    for path, recorded in sorted(links.items()):
+        modules.append(
+            {"path": path, "commit": recorded, "checked_out": _checked_out(git, repo, path)}
+        )
+    initialised = sum(1 for module in modules if module["checked_out"] is not None)
+    return {"count": len(links), "initialised": initialised, "modules": modules[:listed]}
+
+
+def _checked_out(git: Git, repo: str, path: str) -> str | None:
+    """The commit a submodule's worktree is at, or None when it is not a real, initialised
+    folder (a plain empty folder is what an uninitialised submodule leaves)."""
+    try:
+        fd = open_folder(repo, path)
+    except (UnsafePath, OSError):
+        return None
+    try:
+        initialised = ".git" in os.listdir(fd)
+    finally:
+        os.close(fd)
+    if not initialised:
+        return None
+    head = git.run(
+        "rev-parse",
+        "--verify",
+        "--quiet",
+        "HEAD^{commit}",
+        cwd=os.path.join(repo, path),
+        check=False,
+    )
+    return head.stdout.strip() or None
 
 
 def _check_real_folder(repo: str, path: str) -> None:

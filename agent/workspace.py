@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from agent import lfs, submodules
 from agent.errors import JobFailure
 from agent.git import Git
 from agent.paths import tree_size
@@ -40,10 +41,16 @@ _IDENTITY = {
     "GIT_COMMITTER_EMAIL": "gitfleet@localhost",
 }
 
-# Summaries a checkout may have beyond its files (`lfs`, `submodules`): each takes the job's
-# Git and the checkout and returns a JSON-able summary, or None when it does not apply.
+# Summaries a checkout may have beyond its files: each takes the job's Git and the checkout
+# and returns a JSON-able summary, or None when it does not apply (no LFS files, no
+# submodules), in which case the key is left out.
 Summary = Callable[[Git, str], dict[str, Any] | None]
-SUMMARIES: dict[str, Summary] = {}
+SUMMARIES: dict[str, Summary] = {
+    # {"files": 2, "pointers_left": 0, "paths_left": []}
+    "lfs": lfs.summary,
+    # {"count": 1, "initialised": 1, "modules": [{"path", "commit", "checked_out"}]}
+    "submodules": submodules.summary,
+}
 
 
 @dataclass(frozen=True)

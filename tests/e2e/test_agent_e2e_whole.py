@@ -45,6 +45,11 @@ def test_tag_with_lfs_sparse_and_a_skipped_submodule_then_a_move_to_a_branch(
         assert status["status"] == "ready", status
         assert (status["ref"], status["ref_kind"], status["commit"]) == ("v1.0", "tag", tagged)
         assert status["submodules_skipped"] == 1
+        assert status["workspace"]["lfs"] == {"files": 1, "pointers_left": 0, "paths_left": []}
+        assert status["workspace"]["submodules"] == {
+            "count": 1, "initialised": 0,
+            "modules": [{"path": "vendor/lib", "commit": "1" * 40, "checked_out": None}],
+        }  # fmt: skip
         checkout = fleet.storage / "projects" / project["target_path"]
         assert (checkout / "models" / "weights.bin").read_bytes() == weights
         assert not (checkout / "docs").exists()
