@@ -146,8 +146,37 @@ def build_parser() -> argparse.ArgumentParser:
     clone.add_argument("git_url", metavar="URL", help="the repository to clone")
     clone.add_argument("--node", required=True, help="name or id of the node")
     clone.add_argument("--name", help="project name (default: from the URL)")
-    clone.add_argument("--branch", default="main", help="branch to check out (default main)")
+    which = clone.add_mutually_exclusive_group()
+    # No default here: argparse would take `--branch main` for the default and let --ref pass.
+    which.add_argument("--branch", help="branch to check out (default main)")
+    which.add_argument(
+        "--ref", help="branch, tag or full commit id to check out (not with --branch)"
+    )
     clone.add_argument("--depth", type=positive_int, help="shallow clone of this many commits")
+    # Values the server checks are passed on as given: its 400 names the field and says why.
+    clone.add_argument(
+        "--lfs",
+        action=argparse.BooleanOptionalAction,
+        help="download Git LFS objects, or not (default: the server's, on when the node has "
+        "git-lfs)",
+    )
+    clone.add_argument(
+        "--submodules", metavar="{none,recursive}", help="fetch submodules (default none)"
+    )
+    clone.add_argument(
+        "--filter", metavar="SPEC", help="partial clone: blob:none, tree:0 or blob:limit=<n>"
+    )
+    clone.add_argument(
+        "--sparse",
+        metavar="PATH",
+        action="append",
+        help="check out only this folder (cone mode); repeat for more",
+    )
+    clone.add_argument(
+        "--credential",
+        metavar="NAME-OR-ID",
+        help="one of your git credentials (see /api/v1/credentials/) for the URL's host",
+    )
     clone.add_argument("--wait", action="store_true", help="follow the clone until it ends")
 
     listing = command("ls", cmd_ls, "List your projects.")
@@ -171,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ff-only (the server's default): refuse local work; rebase: keep it; "
         "reset: back it up under refs/gitfleet/backup/, then equal upstream",
     )
+    pull.add_argument("--ref", help="move the checkout to this branch, tag or full commit id first")
 
     inspect = command(
         "inspect", cmd_inspect, "Look at a project's checkout again (changes, size).", waiting
@@ -275,25 +305,40 @@ def default_project_name(git_url: str) -> str:
     return name
 
 
-def cmd_clone(args: argparse.Namespace, ctx: Context) -> int:
-    """Asks for a clone onto a node; the project name defaults to the repository's."""
+def clone_body(args: argparse.Namespace, client: Client | None = None) -> dict[str, Any]:
+    """The `POST /api/v1/projects/clone` body: only the options given, so that the server's
+    defaults apply to the rest. `client` resolves a credential given by name."""
     body: dict[str, Any] = {
         "name": args.name or default_project_name(args.git_url),
         "git_url": args.git_url,
-        "branch": args.branch,
         "node": args.node,
     }
-    if args.depth is not None:
-        body["depth"] = args.depth
+    if args.ref is not None:
+        body["ref"] = args.ref
+    else:
+        body["branch"] = args.branch or "main"
+    for option in ("depth", "lfs", "submodules", "filter", "sparse"):
+        value = getattr(args, option)
+        if value is not None:
+            body[option] = value
+    if args.credential is not None:
+        body["credential"] = resolve_credential(client, args.credential)
+    return body
+
+
+def cmd_clone(args: argparse.Namespace, ctx: Context) -> int:
+    """Asks for a clone onto a node; the project name defaults to the repository's."""
+    body = clone_body(args, ctx.client)
     accepted = ctx.client.post("/api/v1/projects/clone", json=body)
     return _accepted(args, ctx, accepted)
 
 
 def cmd_pull(args: argparse.Namespace, ctx: Context) -> int:
-    """Queues a pull of a project: fetch, then fast-forward, rebase or reset."""
+    """Queues a pull of a project: fetch, then fast-forward, rebase or reset; with --ref, move
+    the checkout to another branch, tag or commit."""
     project_id = resolve_project(ctx.client, args.project)
-    body = {"strategy": args.strategy} if args.strategy else None
-    accepted = ctx.client.post(f"/api/v1/projects/{project_id}/pull", json=body)
+    body = {key: value for key in ("strategy", "ref") if (value := getattr(args, key))}
+    accepted = ctx.client.post(f"/api/v1/projects/{project_id}/pull", json=body or None)
     return _accepted(args, ctx, accepted)
 
 
@@ -560,6 +605,24 @@ def resolve_project(client: Client, reference: str) -> str:
         ids = ", ".join(p["id"] for p in live)
         raise UsageError(f"several projects are named {reference!r} ({ids}); give the id")
     return live[0]["id"]
+
+
+def resolve_credential(client: Client | None, reference: str) -> str:
+    """A credential's id from its id or its name (unique per person). An id is passed on as
+    given, so that the server, which alone knows whose it is, answers for it."""
+    try:
+        return str(uuid.UUID(reference))
+    except ValueError:
+        pass
+    if client is None:
+        raise UsageError(f"credential {reference!r} is not an id")
+    named = [c for c in client.pages("/api/v1/credentials/") if c.get("name") == reference]
+    if not named:
+        raise Refused(
+            f"no credential named {reference!r}", status=404, code="not_found",
+            fields={"credential": [f"You have no credential named {reference!r}."]},
+        )  # fmt: skip
+    return str(named[0]["id"])
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -10,6 +10,7 @@ import pytest
 from gitfleet_cli.cli import (
     DEFAULT_WAIT_TIMEOUT,
     build_parser,
+    clone_body,
     default_project_name,
     main,
     resolve_project,
@@ -35,7 +36,7 @@ def test_clone_takes_a_url_a_node_and_options():
     assert args.node == "n1"
     assert args.depth == 5
     assert args.wait is True
-    assert args.branch == "main"
+    assert args.branch is None  # main unless --ref: see clone_body
     assert args.name is None
     assert args.timeout == DEFAULT_WAIT_TIMEOUT
 
@@ -187,3 +188,40 @@ def test_an_unknown_strategy_is_bad_usage():
 
     assert code == 2
     assert "strategy" in err
+
+
+def test_clone_passes_on_only_the_checkout_options_given():
+    plain = clone_body(parse("clone", "https://example.com/a/b.git", "--node", "n1"))
+
+    assert plain == {"name": "b", "git_url": "https://example.com/a/b.git", "node": "n1",
+                     "branch": "main"}  # fmt: skip
+
+
+def test_clone_takes_ref_lfs_submodules_filter_sparse_and_a_credential_id():
+    credential = "6f1c6a8e-5b1e-4a43-9a59-3f0f7d0c2b11"
+    args = parse(
+        "clone", "https://example.com/a/b.git", "--node", "n1", "--ref", "v1.4", "--no-lfs",
+        "--submodules", "recursive", "--filter", "blob:none", "--sparse", "models",
+        "--sparse", "data/small", "--credential", credential,
+    )  # fmt: skip
+
+    body = clone_body(args)
+
+    assert body == {
+        "name": "b", "git_url": "https://example.com/a/b.git", "node": "n1", "ref": "v1.4",
+        "lfs": False, "submodules": "recursive", "filter": "blob:none",
+        "sparse": ["models", "data/small"], "credential": credential,
+    }  # fmt: skip
+    assert clone_body(parse("clone", "u", "--node", "n", "--lfs"))["lfs"] is True
+
+
+def test_ref_and_branch_together_are_bad_usage():
+    code, _, err = run("clone", "u", "--node", "n", "--ref", "v1", "--branch", "main")
+
+    assert code == 2
+    assert "--ref" in err and "--branch" in err
+
+
+def test_pull_takes_a_ref():
+    assert parse("pull", "demo").ref is None
+    assert parse("pull", "demo", "--ref", "v2").ref == "v2"

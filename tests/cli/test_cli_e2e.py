@@ -15,13 +15,16 @@ import pytest
 from gitfleet_cli.client import Client
 from gitfleet_cli.follow import Follower
 from tests.cli.conftest import CliRunner, cli_runner
+from tests.support.credentials import TOKEN, fernet_key
 from tests.support.fleet import Fleet
 from tests.support.gitservers import (
     GitDaemon,
     Upstream,
     free_port,
+    git,
     start_gated_relay,
     start_git_daemon,
+    start_http_git_server,
 )
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +32,12 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    fleet = Fleet(tmp_path_factory.mktemp("fleet"))
+    fleet = Fleet(
+        tmp_path_factory.mktemp("fleet"),
+        CREDENTIAL_KEYS=fernet_key(),
+        # The agent reaches this server over loopback only, so a secret may go over http.
+        CREDENTIALS_ALLOW_INSECURE_TRANSPORT="true",
+    )
     try:
         fleet.start_agent()
         yield fleet
@@ -351,3 +359,109 @@ def test_inspect_pull_strategy_and_forced_delete_from_the_command_line(
     forced = person("delete", "live", "--force", "--wait")
     assert forced.returncode == 0, forced.stderr
     assert not checkout.exists()
+
+
+def test_clone_with_a_tag_sparse_folders_a_filter_and_no_lfs_then_pull_to_a_branch(
+    fleet: Fleet, person: CliRunner, served: Path, git_daemon: GitDaemon
+):
+    upstream = Upstream(served, "options")
+    tagged = upstream.commit({"models/a.txt": "a\n", "docs/b.txt": "b\n"}, "first")
+    git("tag", "v1", cwd=upstream.work)
+    git("push", "--quiet", "origin", "refs/tags/v1", cwd=upstream.work)
+    newer = upstream.commit({"models/a.txt": "a2\n"}, "second")
+
+    cloned = person(
+        "clone", git_daemon.url("options.git"), "--node", "node-1", "--ref", "v1",
+        "--sparse", "models", "--sparse", "models/extra", "--filter", "blob:none", "--no-lfs",
+        "--submodules", "none", "--wait", "--json",
+    )  # fmt: skip
+
+    assert cloned.returncode == 0, cloned.stdout + cloned.stderr
+    status = cloned.json()["project"]
+    assert (status["status"], status["ref"], status["ref_kind"]) == ("ready", "v1", "tag")
+    assert status["commit"] == tagged
+    project = person("--json", "ls").json()
+    detail = next(p for p in project if p["name"] == "options")
+    assert detail["sparse"] == ["models", "models/extra"]
+    assert (detail["filter"], detail["lfs"], detail["submodules"]) == ("blob:none", False, "none")
+    checkout = Path(status["local_path"])
+    assert (checkout / "models" / "a.txt").read_text() == "a\n"
+    assert not (checkout / "docs").exists()
+
+    pulled = person("pull", "options", "--ref", "main", "--wait", "--json")
+
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    moved = pulled.json()["project"]
+    assert (moved["ref"], moved["ref_kind"], moved["commit"]) == ("main", "branch", newer)
+    assert (checkout / "models" / "a.txt").read_text() == "a2\n"
+
+
+def test_clone_with_a_credential_named_or_by_id(fleet: Fleet, person: CliRunner, served: Path):
+    server = start_http_git_server(served)
+    try:
+        server.basic_users["alice"] = TOKEN
+        Upstream(served, "private-cli").commit({"README.md": "private\n"}, "first")
+        created = httpx.post(
+            f"{fleet.server.url}/api/v1/credentials/",
+            headers={"Authorization": f"Bearer {fleet.user_token}"},
+            json={"name": "cli-token", "kind": "https-token", "host": server.host,
+                  "username": "alice", "secret": TOKEN},
+            timeout=30,
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+        url = server.url("basic", "private-cli.git")
+
+        by_name = person(
+            "clone", url, "--node", "node-1", "--credential", "cli-token", "--wait", "--json"
+        )
+        by_id = person(
+            "clone", url, "--node", "node-1", "--name", "private-by-id",
+            "--credential", created.json()["id"], "--wait", "--json",
+        )  # fmt: skip
+    finally:
+        server.stop()
+
+    for done in (by_name, by_id):
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.json()["project"]["status"] == "ready"
+        assert_token_hidden(TOKEN, done)
+    assert server.basic_logins.count("alice") >= 2
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        (["--submodules", "all"], "submodules"),
+        (["--filter", "blob:everything"], "filter"),
+        (["--sparse", "../outside"], "sparse"),
+        (["--sparse", "/etc"], "sparse"),
+        (["--ref", "a..b"], "ref"),
+        (["--credential", "00000000-0000-4000-8000-000000000000"], "credential"),
+        (["--credential", "no-such-credential"], "credential"),
+    ],
+)
+def test_bad_clone_options_come_back_as_the_apis_refusal_naming_the_field(
+    person: CliRunner, options: list[str], field: str
+):
+    done = person("clone", "git://127.0.0.1/x.git", "--node", "node-1", *options, "--json")
+
+    assert done.returncode == 3, done.stdout + done.stderr
+    refusal = done.json()
+    assert refusal["status"] in (400, 404)
+    assert field in refusal["fields"], refusal
+
+
+def test_a_bad_pull_ref_comes_back_as_the_apis_refusal_naming_the_field(
+    person: CliRunner, served: Path, git_daemon: GitDaemon
+):
+    Upstream(served, "pull-ref").commit({"a": "a\n"}, "first")
+    assert (
+        person("clone", git_daemon.url("pull-ref.git"), "--node", "node-1", "--wait").returncode
+        == 0
+    )
+
+    done = person("pull", "pull-ref", "--ref", "bad..ref", "--json")
+
+    assert done.returncode == 3
+    assert done.json()["status"] == 400
+    assert "ref" in done.json()["fields"]
