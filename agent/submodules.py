@@ -10,7 +10,6 @@ neither run a command nor point git anywhere else.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 from dataclasses import dataclass
@@ -172,12 +171,26 @@ def _check_real_folder(repo: str, path: str) -> None:
     try:
         fd = open_folder(repo, path)
     except (UnsafePath, OSError):
-        info = None
-        with contextlib.suppress(OSError):
-            info = os.lstat(os.path.join(repo, path))
-        if info is None or stat.S_ISLNK(info.st_mode):
+        found = _first_not_real(repo, path)
+        if found is not None:
             raise JobFailure(
-                "submodule_refused", f"submodule path {path!r} is not a real folder"
+                "submodule_refused", f"submodule path {path!r} is not a real folder: {found}"
             ) from None
         raise JobFailure("submodule_refused", f"submodule path {path!r} is not a folder") from None
     os.close(fd)
+
+
+def _first_not_real(repo: str, path: str) -> str | None:
+    """What stops `path` from being real folders all the way down — "'A' is a symlink",
+    "'A/sub' is missing" — or None. Each part is looked at with lstat once the ones above it
+    were found real, so that no symlink on the way is followed."""
+    parts = path.split("/")
+    for depth in range(1, len(parts) + 1):
+        partial = "/".join(parts[:depth])
+        try:
+            info = os.lstat(os.path.join(repo, partial))
+        except OSError:
+            return f"{partial!r} is missing"
+        if stat.S_ISLNK(info.st_mode):
+            return f"{partial!r} is a symlink"
+    return None
