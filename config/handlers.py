@@ -20,6 +20,7 @@ from core.errors import error_body
 
 # The agent API: its views are async and do their database work on `core.async_db`'s pool.
 AGENT_API_PREFIX = "/api/v1/agent/"
+AGENT_URLCONF = "config.agent_urls"
 # The watch API: event listings asked to `wait` are held on the async stack too (`sync.watch`).
 # Only a canonical project id: any other path is the sync stack's, with its JSON 404.
 WATCH_PATH = re.compile(
@@ -49,8 +50,14 @@ class AgentAPIHandler(ASGIHandler):
     Each sync middleware would add two such hops per call, hence the async-only stack.
     """
 
+    urlconf = AGENT_URLCONF
+
     async def __call__(self, scope, receive, send):
         await self.handle(scope, receive, send)
+
+    def resolve_request(self, request):
+        request.urlconf = self.urlconf
+        return super().resolve_request(request)
 
     def load_middleware(self, is_async=False):
         self._view_middleware = []
@@ -68,9 +75,7 @@ class AgentAPIHandler(ASGIHandler):
 class WatchAPIHandler(AgentAPIHandler):
     """The agent API's async stack, resolving only the watch API's URLs."""
 
-    def resolve_request(self, request):
-        request.urlconf = WATCH_URLCONF
-        return super().resolve_request(request)
+    urlconf = WATCH_URLCONF
 
 
 class GitfleetASGIHandler(ASGIHandler):
