@@ -1,7 +1,7 @@
 """The ASGI handlers `config.asgi` serves: the agent API's async stack and the site's sync one.
 
-Importing this module starts nothing; `config.asgi` builds the application and starts the
-process's sweeper.
+Importing this module starts nothing; `config.asgi` builds the application (`application()`)
+and starts the process's sweeper.
 """
 
 import re
@@ -16,7 +16,9 @@ from django.core.handlers.exception import convert_exception_to_response
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.module_loading import import_string
 
+from core.asgi_limits import RequestLimits
 from core.errors import error_body
+from projects.lease_hold import LeaseHolds
 
 # The agent API: its views are async and do their database work on `core.async_db`'s pool.
 AGENT_API_PREFIX = "/api/v1/agent/"
@@ -89,7 +91,7 @@ class GitfleetASGIHandler(ASGIHandler):
 
     def __init__(self):
         super().__init__()
-        self.agent_api = AgentAPIHandler()
+        self.agent_api = LeaseHolds(AgentAPIHandler())
         self.watch_api = WatchAPIHandler()
 
     def load_middleware(self, is_async=False):
@@ -118,3 +120,14 @@ class StaticFilesHandler(ASGIStaticFilesHandler):
             return super().serve(request)
         except (Http404, SuspiciousOperation):
             return JsonResponse(error_body("Not found.", "not_found"), status=404)
+
+
+def application() -> RequestLimits:
+    """The whole site as uvicorn serves it. `core.asgi_limits.RequestLimits` is the outermost
+    layer: it refuses oversized bodies and agent calls without an agent token before Django
+    reads a byte of the body."""
+    return RequestLimits(
+        StaticFilesHandler(GitfleetASGIHandler()),
+        max_body_bytes=settings.MAX_REQUEST_BODY_BYTES,
+        bearer_prefixes={AGENT_API_PREFIX: "gfa_"},
+    )
