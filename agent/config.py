@@ -40,6 +40,7 @@ class AgentConfig:
     git_timeout: int = 3600
     lease_wait: int = 25
     heartbeat_seconds: int = 20
+    heartbeat_refresh_seconds: int = 300
     drain_seconds: int = 60
     ca_bundle: str | None = None
     log_format: str = "text"
@@ -73,6 +74,9 @@ class AgentConfig:
             git_timeout=_int(env, "AGENT_GIT_TIMEOUT", 3600, low=1),
             lease_wait=_int(env, "AGENT_LEASE_WAIT", 25, low=0, high=MAX_LEASE_WAIT),
             heartbeat_seconds=_int(env, "AGENT_HEARTBEAT_SECONDS", 20, low=1, high=3600),
+            heartbeat_refresh_seconds=_int(
+                env, "AGENT_HEARTBEAT_REFRESH_SECONDS", 300, low=1, high=3600
+            ),
             drain_seconds=_int(env, "AGENT_DRAIN_SECONDS", 60, low=0),
             ca_bundle=_ca_bundle(env),
             log_format=_choice(env, "AGENT_LOG_FORMAT", "text", ("text", "json")),

@@ -121,6 +121,9 @@ class Agent:
         self._exit_code = EXIT_OK
         self._changed = threading.Condition()
         self._running: dict[str, RunningJob] = {}
+        self._polling = threading.Event()  # a lease call is out, the server may be holding it
+        # (monotonic time, what it reported) of the last heartbeat the server answered
+        self._last_heartbeat: tuple[float, tuple[list[str], dict[str, str]]] | None = None
 
     def stop(self) -> None:
         """Stop leasing and drain. A second call ends the grace period at once."""
@@ -222,27 +225,53 @@ class Agent:
 
     def _heartbeat_loop(self) -> None:
         while True:
-            self._send_heartbeat()
+            if self._heartbeat_due():
+                self._send_heartbeat()
             if self._finished.wait(self.config.heartbeat_seconds):
                 return
+
+    def _heartbeat_report(self) -> tuple[list[str], dict[str, str]]:
+        return sorted(self.running_job_ids()), tools.versions()
+
+    def _heartbeat_due(self) -> bool:
+        """Whether this period's heartbeat must go out.
+
+        A lease call the server is holding already counts as a sign of life (the server notes
+        presence at its start, and holds it at most `LONG_POLL_MAX_WAIT`, well inside the
+        online window), so while one is outstanding the heartbeat is skipped unless what it
+        reports changed or the last one is older than `heartbeat_refresh_seconds` (which keeps
+        the node's free disk space current). An idle fleet then sends its server lease calls
+        and little else. With every job slot busy no poll is outstanding, and heartbeats go
+        out every period.
+        """
+        if not self._polling.is_set() or self._last_heartbeat is None:
+            return True
+        sent_at, report = self._last_heartbeat
+        age = time.monotonic() - sent_at
+        return age >= self.config.heartbeat_refresh_seconds or report != self._heartbeat_report()
 
     def _send_heartbeat(self) -> None:
         try:
             disk_free = shutil.disk_usage(self.config.projects_path).free
         except OSError:
             disk_free = 0
+        started = time.monotonic()
+        running, versions = report = self._heartbeat_report()
         try:
             self.client.heartbeat(
                 instance_id=self.instance_id,
                 hostname=self.hostname,
                 disk_free_bytes=disk_free,
-                running_jobs=self.running_job_ids(),
-                tool_versions=tools.versions(),
+                running_jobs=running,
+                tool_versions=versions,
             )
         except InstanceSuperseded as exc:
             self._fatal(EXIT_SUPERSEDED, "instance_superseded", detail=exc.message)
         except (ServerUnavailable, ProtocolError, ClientError) as exc:
+            self._last_heartbeat = None  # the next period sends again
             log_event(logging.WARNING, "heartbeat_failed", error=str(exc))
+        else:
+            self._last_heartbeat = (started, report)
 
     # -- leasing ----------------------------------------------------------------------------
 
@@ -261,6 +290,7 @@ class Agent:
         while self._free_slots():
             # One request id per logical request: kept across retries until a definite answer.
             request_id = request_id or str(uuid.uuid4())
+            self._polling.set()
             try:
                 leased = self.client.lease(
                     instance_id=self.instance_id,
@@ -286,6 +316,8 @@ class Agent:
             except ClientError as exc:
                 self._fatal(EXIT_REFUSED, "lease_refused", status=exc.status, error=str(exc))
                 return
+            finally:
+                self._polling.clear()
             request_id = None
             backoff.reset()
             if leased is None:

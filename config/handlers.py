@@ -1,7 +1,7 @@
 """The ASGI handlers `config.asgi` serves: the agent API's async stack and the site's sync one.
 
-Importing this module starts nothing; `config.asgi` builds the application and starts the
-process's sweeper.
+Importing this module starts nothing; `config.asgi` builds the application (`application()`)
+and starts the process's sweeper.
 """
 
 import re
@@ -16,10 +16,13 @@ from django.core.handlers.exception import convert_exception_to_response
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.module_loading import import_string
 
+from core.asgi_limits import RequestLimits
 from core.errors import error_body
+from projects.lease_hold import LeaseHolds
 
 # The agent API: its views are async and do their database work on `core.async_db`'s pool.
 AGENT_API_PREFIX = "/api/v1/agent/"
+AGENT_URLCONF = "config.agent_urls"
 # The watch API: event listings asked to `wait` are held on the async stack too (`sync.watch`).
 # Only a canonical project id: any other path is the sync stack's, with its JSON 404.
 WATCH_PATH = re.compile(
@@ -49,8 +52,14 @@ class AgentAPIHandler(ASGIHandler):
     Each sync middleware would add two such hops per call, hence the async-only stack.
     """
 
+    urlconf = AGENT_URLCONF
+
     async def __call__(self, scope, receive, send):
         await self.handle(scope, receive, send)
+
+    def resolve_request(self, request):
+        request.urlconf = self.urlconf
+        return super().resolve_request(request)
 
     def load_middleware(self, is_async=False):
         self._view_middleware = []
@@ -68,9 +77,7 @@ class AgentAPIHandler(ASGIHandler):
 class WatchAPIHandler(AgentAPIHandler):
     """The agent API's async stack, resolving only the watch API's URLs."""
 
-    def resolve_request(self, request):
-        request.urlconf = WATCH_URLCONF
-        return super().resolve_request(request)
+    urlconf = WATCH_URLCONF
 
 
 class GitfleetASGIHandler(ASGIHandler):
@@ -84,7 +91,7 @@ class GitfleetASGIHandler(ASGIHandler):
 
     def __init__(self):
         super().__init__()
-        self.agent_api = AgentAPIHandler()
+        self.agent_api = LeaseHolds(AgentAPIHandler())
         self.watch_api = WatchAPIHandler()
 
     def load_middleware(self, is_async=False):
@@ -113,3 +120,14 @@ class StaticFilesHandler(ASGIStaticFilesHandler):
             return super().serve(request)
         except (Http404, SuspiciousOperation):
             return JsonResponse(error_body("Not found.", "not_found"), status=404)
+
+
+def application() -> RequestLimits:
+    """The whole site as uvicorn serves it. `core.asgi_limits.RequestLimits` is the outermost
+    layer: it refuses oversized bodies and agent calls without an agent token before Django
+    reads a byte of the body."""
+    return RequestLimits(
+        StaticFilesHandler(GitfleetASGIHandler()),
+        max_body_bytes=settings.MAX_REQUEST_BODY_BYTES,
+        bearer_prefixes={AGENT_API_PREFIX: "gfa_"},
+    )

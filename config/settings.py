@@ -259,6 +259,9 @@ NODE_PRESENCE_WRITE_SECONDS = env.int("NODE_PRESENCE_WRITE_SECONDS", default=10)
 QUEUED_JOB_TTL = env.int("QUEUED_JOB_TTL", default=86400)
 GIT_JOB_TIMEOUT = env.int("GIT_JOB_TIMEOUT", default=3600)
 SWEEP_SECONDS = env.int("SWEEP_SECONDS", default=15)
+# Full garbage collections of a server process run on this timer, not by Python's own rule
+# (`core.collector`); 0 keeps Python's rule.
+GC_FULL_COLLECTION_SECONDS = env.float("GC_FULL_COLLECTION_SECONDS", default=300.0)
 # Push hooks in and notifications out (see the README's "Keeping checkouts in sync").
 HOOK_DELIVERIES_PER_MINUTE = env.int("HOOK_DELIVERIES_PER_MINUTE", default=60)
 NOTIFY_TIMEOUT_SECONDS = env.float("NOTIFY_TIMEOUT_SECONDS", default=10.0)

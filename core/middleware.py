@@ -119,6 +119,12 @@ request_logger = logging.getLogger("gitfleet.request")
 CLIENT_CLOSED_REQUEST = 499
 
 
+# An ASGI layer in front of Django that answers a request itself after one or more passes
+# through Django (a held long poll) puts a dict in the scope under this key: each pass then
+# leaves its log fields there, and the layer writes the one line when the request ends.
+REQUEST_LOG_SCOPE_KEY = "gitfleet.request_log"
+
+
 class RequestLogMiddleware(_Middleware):
     """One `gitfleet.request` line per request, when it ends (a long poll when it answers or is
     given up): method, path, status, duration, request id, and the person or node.
@@ -156,13 +162,23 @@ def _log_request(request: HttpRequest, status: int, started: float) -> None:
         "user": user,
         "node": node,
     }
+    later = getattr(request, "scope", {}).get(REQUEST_LOG_SCOPE_KEY)
+    if later is not None:
+        later.update(fields)
+    else:
+        log_request(fields)
+
+
+def log_request(fields: dict) -> None:
+    """Writes the `gitfleet.request` line of `fields` (as `RequestLogMiddleware` makes them)."""
+    node, user = fields["node"], fields["user"]
     who = f"node={node}" if node else f"user={user}" if user else "anonymous"
     request_logger.info(
         "%s %s %s %sms request_id=%s %s",
         fields["method"],
         fields["path"],
-        status,
-        duration_ms,
+        fields["status"],
+        fields["duration_ms"],
         fields["request_id"] or "-",
         who,
         extra=fields,

@@ -132,4 +132,9 @@ def record_presence(
 def flag_duplicate_instance(*, node: Node) -> None:
     """Raises the duplicate-instance alarm (admin and node API) for the online window: two live
     agents are using this node's token."""
-    Node.objects.filter(pk=node.pk).update(duplicate_instance_at=timezone.now())
+    flag_duplicate_instance_of(node.pk)
+
+
+def flag_duplicate_instance_of(node_id: uuid.UUID | str) -> None:
+    """`flag_duplicate_instance` for the node with id `node_id`."""
+    Node.objects.filter(pk=node_id).update(duplicate_instance_at=timezone.now())

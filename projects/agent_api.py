@@ -4,19 +4,17 @@ It lives in `projects` because it hands out and reports on jobs; it uses `nodes`
 authentication and presence (`nodes` never imports `projects`). The protocol is described in
 `docs/agent-protocol.md`.
 
-The lease call is an async view: while it waits it holds no thread and no database connection.
-Its database work runs on `core.async_db` (a small pool that gives its connection back after
-each step), and it waits on the process's wake-up hub, so idle long polls cost memory only.
+Every agent view is async and does its database work on `core.async_db` (a small pool that gives
+its connection back after each step). A lease call that has to wait is held below Django by
+`projects.lease_hold`, on the process's wake-up hub, so idle long polls cost a little memory
+and no thread or connection.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
-import threading
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import BigIntegerField
@@ -35,11 +33,12 @@ from core.schema import errors
 from credentials.models import CredentialKind
 from nodes.authentication import AgentTokenAuthentication
 from nodes.models import Node
-from nodes.services import Heartbeat, flag_duplicate_instance, record_presence
+from nodes.services import Heartbeat, record_presence
 from projects import leases, progress
 from projects.api.serializers import StrictSerializer, StrictUUIDField
 from projects.delivery import Undeliverable, access_for
 from projects.domain import JobKind, PullStrategy
+from projects.lease_hold import Parked, hold_of
 from projects.models import JOB_KIND_CHOICES, JOB_STATE_CHOICES
 from projects.wakeups import hub
 
@@ -341,75 +340,21 @@ class HeartbeatView(AgentView):
         return Response(HeartbeatResponseSerializer(timing).data)
 
 
-@dataclass
-class _HeldPoll:
-    """A lease call this process holds open, as `_OpenPolls` knows it."""
-
-    request_id: str
-    loop: asyncio.AbstractEventLoop
-    woken: asyncio.Event
-    ended_by: str = ""  # "retry" or "overlap" once a later poll of the same instance took over
-
-
-class _OpenPolls:
-    """The long polls this process holds, one per (node, agent instance).
-
-    An agent instance polls one call at a time, so a second held poll from the same instance
-    is either the agent retrying a call it gave up on (same request id: the older call is ended
-    quietly) or a second process using the same token *and* instance id to hide from the
-    duplicate-instance alarm (another request id: the older call is answered 409 and the node
-    flagged). Polls held by different server processes are not compared.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._polls: dict[tuple[str, str], _HeldPoll] = {}
-
-    def open(self, key: tuple[str, str], poll: _HeldPoll) -> _HeldPoll | None:
-        """Registers `poll`; ends and returns the poll it overlaps, if any."""
-        with self._lock:
-            older = self._polls.get(key)
-            self._polls[key] = poll
-        if older is None:
-            return None
-        older.ended_by = "retry" if older.request_id == poll.request_id else "overlap"
-        if not older.loop.is_closed():
-            older.loop.call_soon_threadsafe(older.woken.set)
-        return older
-
-    def close(self, key: tuple[str, str], poll: _HeldPoll) -> None:
-        with self._lock:
-            if self._polls.get(key) is poll:
-                del self._polls[key]
-
-
-open_polls = _OpenPolls()
-
-
 class InstanceOverlap(Conflict):
     code = "instance_overlap"
 
 
 class LeaseView(AgentView):
-    """Long poll for the node's next job. Async: waiting costs no thread and no connection."""
+    """Long poll for the node's next job. Waiting costs no thread and no connection.
 
-    # DRF's own dispatch runs on the pool as for every agent call: authentication, parsing,
-    # presence and the first look for a job. When that look finds nothing and the agent asked
-    # to wait, its answer is the empty 204 and `post` leaves the wait in `self.pending`; the
-    # view then holds the request on the event loop and, only if woken, looks again, each look
-    # one step on the pool, answered through DRF's `finalize_response` and `handle_exception`.
-    # A wait that runs out ends with that 204 without looking again: a job that appeared
-    # unannounced meanwhile is what the hub's periodic re-check wakes waiters for, and the
-    # agent's next poll leases it.
-
-    pending: tuple[dict, int] | None = None  # (validated request, hub generation at first look)
-
-    async def dispatch(self, request, *args, **kwargs):
-        response = await super().dispatch(request, *args, **kwargs)
-        if self.pending is None:
-            return response
-        data, generation = self.pending
-        return await self._hold(data, generation) or response
+    Each pass through this view is one step on the database pool: authentication, parsing,
+    presence and a look for a job. When the look finds nothing and the agent asked to wait, the
+    view parks the call with `projects.lease_hold` and answers 204; that layer holds the call
+    below Django, sends it through again when woken (a look after a wake-up, which checks the
+    token again and goes straight to the claim), and sends the 204 when the wait runs out. A
+    job that appeared unannounced meanwhile is what the hub's periodic re-check wakes waiters
+    for, and the agent's next poll leases it.
+    """
 
     @extend_schema(
         request=LeaseRequestSerializer,
@@ -422,16 +367,35 @@ class LeaseView(AgentView):
         tags=["agent"],
     )
     def post(self, request: Request) -> Response:
+        hold = hold_of(getattr(request._request, "scope", None))
+        if hold is not None and hold.overlap:
+            raise InstanceOverlap(
+                "Another lease call of this agent instance took over; two agents share this "
+                "node's token and instance id.",
+                field="instance_id",
+            )
         serializer = LeaseRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        _presence(self.node, str(data["instance_id"]))
-        generation = hub.generation(str(self.node.pk))
-        grant = self._look(data, woken=False)
+        woken = hold is not None and hold.woken
+        node_id = str(self.node.pk)
+        if not woken:
+            _presence(self.node, str(data["instance_id"]))
+        generation = hub.generation(node_id)
+        grant = self._look(data, woken=woken)
         if grant is not None:
             return Response(LeaseResponseSerializer(grant).data)
-        if data.get("wait", settings.LONG_POLL_DEFAULT_WAIT) > 0:
-            self.pending = (data, generation)
+        wait = data.get("wait", settings.LONG_POLL_DEFAULT_WAIT)
+        if wait > 0 and hold is not None:
+            hold.park(
+                Parked(
+                    node_id=node_id,
+                    instance_id=str(data["instance_id"]),
+                    request_id=data["request_id"],
+                    wait=wait,
+                    generation=generation,
+                )
+            )
         return Response(status=204)
 
     def _look(self, data: dict, *, woken: bool) -> leases.Grant | None:
@@ -468,71 +432,6 @@ class LeaseView(AgentView):
                 woken = True
                 continue
             return dataclasses.replace(grant, access=access)
-
-    def _woken_look(self, data: dict) -> Response | None:
-        """A look after a wake-up, with the caller checked again first: its token may have been
-        revoked or rotated, or its node disabled, while it waited. None when nothing is due."""
-        try:
-            self.request.user, self.request.auth = AgentTokenAuthentication().authenticate(
-                self.request
-            )
-            grant = self._look(data, woken=True)
-        except Exception as exc:  # answered as DRF answers it: 401, 409, …
-            response = self.handle_exception(exc)
-        else:
-            if grant is None:
-                return None
-            response = Response(LeaseResponseSerializer(grant).data)
-        return self.finalize_response(self.request, response)
-
-    def _overlap_answer(self) -> Response:
-        refusal = InstanceOverlap(
-            "Another lease call of this agent instance took over; two agents share this "
-            "node's token and instance id.",
-            field="instance_id",
-        )
-        return self.finalize_response(self.request, self.handle_exception(refusal))
-
-    async def _hold(self, data: dict, generation: int) -> Response | None:
-        """Waits for wake-ups until the deadline; the answer of the look that found a job or
-        refused the caller, or None when the wait ran out."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + data.get("wait", settings.LONG_POLL_DEFAULT_WAIT)
-        node_id = str(self.node.pk)
-        key = (node_id, str(data["instance_id"]))
-        woken = hub.register(node_id)
-        poll = _HeldPoll(request_id=data["request_id"], loop=loop, woken=woken)
-        try:
-            older = open_polls.open(key, poll)
-            if older is not None and older.ended_by == "overlap":
-                await run_db(flag_duplicate_instance, node=self.node)
-                logger.warning(
-                    "node %s: two lease calls at once from agent instance %s",
-                    self.node.name,
-                    data["instance_id"],
-                )
-            if hub.generation(node_id) != generation:
-                woken.set()  # announced between the first look and registering
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return None
-                try:
-                    async with asyncio.timeout(remaining):  # no extra task, unlike wait_for
-                        await woken.wait()
-                except TimeoutError:
-                    return None
-                if poll.ended_by == "overlap":
-                    return self._overlap_answer()
-                if poll.ended_by == "retry":
-                    return None  # its agent gave up on it and asked again
-                woken.clear()
-                response = await run_db(self._woken_look, data)
-                if response is not None:
-                    return response
-        finally:
-            open_polls.close(key, poll)
-            hub.unregister(node_id, woken)
 
 
 class RenewView(AgentView):

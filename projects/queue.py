@@ -4,8 +4,9 @@ Each rule is written here once in every form the code needs, side by side:
 
 - a pure-Python predicate, which the decider uses (this module imports no Django app and reads
   no settings, so the decider stays free of the database);
-- an ORM filter, for the selectors, the lease call's first look and the long polls' re-check;
-- the SQL of the claim, which must lock and skip in one statement.
+- an ORM filter, for the selectors and the long polls' re-check;
+- the SQL of the claim, which must lock and skip in one statement, and of the lease call's
+  first look, which an idle fleet's every poll runs (fixed SQL: no query built per call).
 
 `tests/server/test_queue_rules.py` holds the three forms to the same answers on a table of cases,
 on SQLite and PostgreSQL.

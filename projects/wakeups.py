@@ -18,7 +18,7 @@ import threading
 from collections import defaultdict
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
 from core.async_db import run_db
 from projects.eventstore import Appended, on_append
@@ -27,6 +27,7 @@ from projects.selectors import nodes_with_leasable_jobs
 logger = logging.getLogger(__name__)
 
 CHANNEL = "gitfleet_jobs"
+_POSTGRESQL = "django.db.backends.postgresql"
 ALL_NODES = "*"
 # Seconds between the listener's reconnection attempts: doubling from the first to the most.
 _FIRST_BACKOFF = 0.2
@@ -164,7 +165,9 @@ class Hub:
     # --- PostgreSQL listener ------------------------------------------------------------------
 
     def _ensure_listener(self, loop: asyncio.AbstractEventLoop) -> None:
-        if connection.vendor != "postgresql":
+        # The engine from the settings, not `connection.vendor`: on the event loop every
+        # request's context would get a database wrapper of its own just to answer that.
+        if connections.settings[DEFAULT_DB_ALIAS]["ENGINE"] != _POSTGRESQL:
             return
         listener = self._listener
         if listener is not None and not listener.done() and listener.get_loop() is loop:

@@ -407,3 +407,53 @@ def test_a_refused_token_stops_the_agent_instead_of_retrying_forever(proxy, star
     assert running.exit_code == EXIT_REFUSED
     [refused] = proxy.calls_to("lease")
     assert refused.status == 401
+
+
+def _heartbeats(proxy) -> list:
+    return [call for call in proxy.calls_to("heartbeat") if call.status == 200]
+
+
+def test_an_idle_agent_lets_its_held_lease_call_stand_for_its_heartbeats(proxy, start_agent):
+    # Heartbeats every second, a lease call held 4 s at a time: while a call is held the
+    # server already knows the agent is alive, so only the first heartbeat goes out.
+    running = start_agent(AGENT_LEASE_WAIT="4")
+    proxy.wait_for(lambda: _heartbeats(proxy))
+    time.sleep(6)
+
+    held = [call for call in proxy.calls_to("lease") if call.status == 204]
+    assert held, "no lease call was held and ended empty"
+    assert len(_heartbeats(proxy)) <= 2  # the first, and at most one in a gap between polls
+    assert running.stop() == 0
+
+
+def test_a_held_lease_call_stands_for_heartbeats_only_until_the_refresh_age(proxy, start_agent):
+    running = start_agent(AGENT_LEASE_WAIT="10", AGENT_HEARTBEAT_REFRESH_SECONDS="2")
+    proxy.wait_for(lambda: _heartbeats(proxy))
+    time.sleep(6.5)
+
+    assert (proxy.calls_to("lease"), proxy.in_flight) == ([], 1)  # one call held throughout
+    assert 3 <= len(_heartbeats(proxy)) <= 5  # ~ every 2 s (checked once a second)
+    assert running.stop() == 0
+
+
+def test_a_heartbeat_goes_out_while_polling_when_the_running_jobs_change(
+    control_plane, proxy, start_agent, node, upstream, git_daemon
+):
+    gate = start_gated_relay(git_daemon.port)  # the clone waits at the gate until opened
+    try:
+        accepted = control_plane.clone(node, gate.url(upstream.name))
+        job_id = accepted["job"]["id"]
+        running = start_agent(AGENT_LEASE_WAIT="10")  # two slots: the second keeps polling
+        gate.wait_for_connections(1)
+
+        reported = proxy.wait_for(
+            lambda: [c for c in _heartbeats(proxy) if c.body["running_jobs"] == [job_id]],
+            timeout=10,
+        )
+        assert len(reported) == 1
+        gate.open()
+        wait_until_done(control_plane, accepted["project"]["id"])
+        proxy.wait_for(lambda: _heartbeats(proxy)[-1].body["running_jobs"] == [], timeout=10)
+        assert running.stop() == 0
+    finally:
+        gate.stop()

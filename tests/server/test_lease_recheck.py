@@ -1,7 +1,8 @@
 """A long poll re-checks its caller before every claim: a token revoked or rotated, or a node
 disabled, while the poll waited gets no job; and one agent instance holds one poll at a time.
 
-The polls run through the agent API in threads while the test changes the world around them.
+The polls run through the site's ASGI application (`ASGIClient`, which includes the layer that
+holds waiting polls below Django) in threads, while the test changes the world around them.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from django.db import transaction
 from nodes.models import Node
 from nodes.services import revoke_agent_token, rotate_agent_token, set_node_enabled
 from projects import leases
-from projects.agent_api import open_polls
+from projects.lease_hold import open_polls
 from projects.models import Job, JobState
 from projects.wakeups import hub
-from tests.support.api import AgentSession, clone_body, event_types
+from tests.support.api import AgentSession, ASGIClient, clone_body, event_types
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,8 +59,13 @@ def hold(session: AgentSession, *, wait: int, request_id: str | None = None) -> 
 
 
 @pytest.fixture
-def session(agent):
-    return AgentSession(agent)
+def asgi_agent(node_and_token):
+    return ASGIClient(node_and_token[1])
+
+
+@pytest.fixture
+def session(asgi_agent):
+    return AgentSession(asgi_agent)
 
 
 def test_a_poll_held_while_its_token_is_rotated_gets_401_not_the_job(session, node, api):
@@ -127,9 +133,9 @@ def test_the_answer_to_a_retried_request_survives_disabling(session, node, api):
     assert again.json() == first.json()
 
 
-def test_two_polls_at_once_from_one_instance_flag_the_node_and_end_the_older(agent, node):
-    impostor = AgentSession(agent)
-    honest = AgentSession(agent, instance_id=impostor.instance_id)
+def test_two_polls_at_once_from_one_instance_flag_the_node_and_end_the_older(asgi_agent, node):
+    impostor = AgentSession(asgi_agent)
+    honest = AgentSession(asgi_agent, instance_id=impostor.instance_id)
     older = hold(impostor, wait=20)
 
     newer = HeldPoll(honest, wait=1)

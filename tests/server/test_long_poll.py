@@ -5,6 +5,8 @@ The servers here re-check only every 30 s, so a prompt answer can only come from
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
 import uuid
@@ -17,6 +19,7 @@ from tests.support.servers import ServerProcess, ServerSite
 pytestmark = pytest.mark.e2e
 
 SLOW_RECHECK = {"LONG_POLL_RECHECK_SECONDS": "30"}
+METRICS_TOKEN = "test-metrics-token"
 
 
 @pytest.fixture
@@ -28,7 +31,7 @@ def site(tmp_path):
 
 @pytest.fixture
 def server(site):
-    process = ServerProcess(site, **SLOW_RECHECK)
+    process = ServerProcess(site, METRICS_TOKEN=METRICS_TOKEN, **SLOW_RECHECK)
     yield process
     process.stop()
 
@@ -87,15 +90,65 @@ class Poll(threading.Thread):
         self.answered_at = time.monotonic()
 
 
+def polls_waiting(url: str) -> float:
+    response = httpx.get(
+        f"{url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10
+    )
+    [line] = [x for x in response.text.splitlines() if x.startswith("gitfleet_long_polls_waiting")]
+    return float(line.rpartition(" ")[2])
+
+
 def test_idle_long_poll_answers_204_after_the_wait(site, server):
     agent_token = site.create_node()
+    # The 204 a poll ends with is the one Django made at its first look, headers and all.
+    immediate = lease(server.url, agent_token, wait=0)
 
     started = time.monotonic()
     response = lease(server.url, agent_token, wait=2)
     elapsed = time.monotonic() - started
 
-    assert response.status_code == 204
+    assert response.status_code == immediate.status_code == 204
     assert 2 <= elapsed < 6
+    assert response.content == b""
+    different = {"date", "x-request-id"}
+    assert {k: v for k, v in response.headers.items() if k not in different} == {
+        k: v for k, v in immediate.headers.items() if k not in different
+    }
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_poll_whose_agent_hung_up_is_let_go_and_leases_nothing(site, server):
+    agent_token, user_token = site.create_node(), site.create_user_token()
+    body = json.dumps(
+        {"instance_id": str(uuid.uuid4()), "request_id": uuid.uuid4().hex, "wait": 30}
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            (
+                "POST /api/v1/agent/lease HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {agent_token}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n{body}"
+            ).encode()
+        )
+        deadline = time.monotonic() + 10
+        while polls_waiting(server.url) < 1:
+            assert time.monotonic() < deadline, "the poll was never held"
+            time.sleep(0.05)
+    # Hung up: the server lets the poll go at once, long before its 30 s.
+    deadline = time.monotonic() + 5
+    while polls_waiting(server.url) > 0:
+        assert time.monotonic() < deadline, "the poll of a closed connection is still held"
+        time.sleep(0.05)
+
+    accepted = clone(server.url, user_token)
+    assert accepted.status_code == 202
+    time.sleep(1)
+    status = httpx.get(
+        f"{server.url}/api/v1/projects/{accepted.json()['project']['id']}",
+        headers={"Authorization": f"Bearer {user_token}"},
+        timeout=10,
+    ).json()
+    assert status["active_job"]["state"] == "queued"  # nobody was there to take it
 
 
 def test_waiting_long_poll_returns_promptly_when_a_job_is_queued(site, server):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 
+import httpx
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -16,6 +19,35 @@ def bearer_client(token: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client
+
+
+class ASGIClient:
+    """Calls the site's ASGI application in this process, as uvicorn would (with the layers in
+    front of Django, such as the one that holds long polls), with a bearer token. Each call runs
+    on an event loop of the calling thread; its answer is an `httpx.Response`."""
+
+    def __init__(self, token: str):
+        from config.handlers import application
+
+        self._app = application()
+        self._token = token
+
+    def post(self, path: str, data: dict, format: str = "json") -> httpx.Response:
+        assert format == "json"
+        return asyncio.run(self._post(path, data))
+
+    async def _post(self, path: str, data: dict) -> httpx.Response:
+        transport = httpx.ASGITransport(app=self._app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            return await client.post(
+                path,
+                content=json.dumps(data),
+                headers={
+                    "Authorization": f"Bearer {self._token}",
+                    "Content-Type": "application/json",
+                },
+                timeout=60,
+            )
 
 
 def bring_online(node: Node) -> Node:
