@@ -90,11 +90,12 @@ def claim_query(node: Node, now: datetime) -> tuple[str, list[Any]]:
         LIMIT 1
         {lock}
     """  # noqa: S608 - table names come from the models, values are parameters
-    return sql, [_node_param(node), *_leasable_params(now)]
+    return sql, [_node_param(node), *_leasable_params(node, now)]
 
 
-def _leasable_params(now: datetime) -> list[Any]:
+def _leasable_params(node: Node, now: datetime) -> list[Any]:
     return queue.leasable_params(
+        _node_param(node),
         connection.ops.adapt_datetimefield_value(now),
         settings.MAX_RUNNING_JOBS_PER_USER_PER_NODE,
     )
@@ -144,7 +145,7 @@ def _any_leasable(node: Node, now: datetime) -> bool:
         job=job, project=project, leasable=queue.leasable_sql(job, project, node_table)
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_node_param(node), *_leasable_params(now)])
+        cursor.execute(sql, [_node_param(node), *_leasable_params(node, now)])
         return cursor.fetchone() is not None
 
 
