@@ -649,6 +649,10 @@ async def run_level(
 ) -> dict[str, Any]:
     level = len(nodes)
     roles = server_processes(server.process.pid)
+    started = time.monotonic()
+    while list(roles.values()).count("worker") < args.workers and time.monotonic() < started + 30:
+        await asyncio.sleep(0.2)  # /healthz answers as soon as the first worker is up
+        roles = server_processes(server.process.pid)
     log(f"server pid {server.process.pid}, processes {roles}")
     fleet = Fleet(server.url, nodes, args)
     fleet.start(args.ramp)
