@@ -595,11 +595,12 @@ def every_poll_held(window: dict[str, Any]) -> bool:
 
 async def pickups(
     fleet: Fleet, url: str, user_token: str, args: argparse.Namespace, deadline: float
-) -> list[float]:
+) -> tuple[list[float], list[float]]:
     """`--jobs` clones through the user API at Poisson times (`--job-rate` a second), each for
-    a random agent's node; each latency is from sending the request to that agent having the
-    lease answer, in ms."""
+    a random agent's node. Returns, in ms, each pickup (from sending the request to that agent
+    having the lease answer) and each clone request's own answer time (its part of a pickup)."""
     latencies: list[float] = []
+    answered: list[float] = []
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
     headers = {"Authorization": f"Bearer {user_token}"}
 
@@ -625,6 +626,7 @@ async def pickups(
             fleet.error(f"clone answered {response.status_code}: {response.text[:200]}")
             return
         fleet.counts.clones += 1
+        answered.append((time.perf_counter() - sent) * 1000)
         project_id = response.json()["project"]["id"]
         left = max(0.1, deadline - time.monotonic())
         try:
@@ -641,7 +643,7 @@ async def pickups(
                 break
             tasks.append(asyncio.create_task(one(client, index)))
         await asyncio.gather(*tasks)
-    return latencies
+    return latencies, answered
 
 
 async def run_level(
@@ -669,7 +671,7 @@ async def run_level(
         busy = Window(site, roles, fleet)
         busy.start()
         sampler = asyncio.create_task(busy.sample(args.jobs / args.job_rate + args.wait + 60, 2))
-        latencies = await pickups(fleet, server.url, user_token, args, deadline)
+        latencies, clone_answers = await pickups(fleet, server.url, user_token, args, deadline)
         reports_due = time.monotonic() + 10  # the last completions, still on their way
         while any(agent.running for agent in fleet.agents) and time.monotonic() < reports_due:
             await asyncio.sleep(0.05)
@@ -696,6 +698,7 @@ async def run_level(
         "every_poll_held": held,
         "pickup": pickup,
         "jobs_asked": args.jobs,
+        "clone_request": summary(clone_answers),
         "server_cpu_percent_of_machine": idle_row["server_cpu_percent_of_machine"],
         "cpu_percent_of_one_core_per_1000_idle_agents": round(
             100 * idle_row["server_cpu_seconds"] / idle_row["seconds"] / (level / 1000), 2
