@@ -407,10 +407,10 @@ def connections_by_process(site, pids: list[int]) -> dict[str, Any]:
         conn = psycopg.connect(site._admin_url, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
         log(f"pg_stat_activity not read: {exc}")
-        return {"total": 0, "unmapped": 0, "per_process": {}}
+        return {"total": 0, "unmapped": 0, "per_process": {}, "backends": []}
     with conn:
         rows = conn.execute(
-            "SELECT client_port, coalesce(state, '?'), "
+            "SELECT client_port, coalesce(state, '?'), pid, "
             "application_name = 'gitfleet-listener' OR query ILIKE 'LISTEN%%' "
             "FROM pg_stat_activity WHERE datname = %s",
             [site.dbname],
@@ -423,7 +423,7 @@ def connections_by_process(site, pids: list[int]) -> dict[str, Any]:
                 owner[port_of[inode]] = pid
     per_process: dict[int, Counter] = {pid: Counter() for pid in pids}
     unmapped = 0
-    for client_port, state, listener in rows:
+    for client_port, state, _backend, listener in rows:
         pid = owner.get(client_port)
         if pid is None:
             unmapped += 1
@@ -433,6 +433,7 @@ def connections_by_process(site, pids: list[int]) -> dict[str, Any]:
         "total": len(rows),
         "unmapped": unmapped,
         "per_process": {pid: dict(states) for pid, states in per_process.items()},
+        "backends": [backend for _, _, backend, _ in rows],
     }
 
 
@@ -470,6 +471,9 @@ class Window:
         self.connections: list[dict[str, Any]] = []
         self.polling: list[int] = []
         self.not_polling: Counter = Counter()  # most agents seen at once in each other state
+        # CPU of the site database's backends, from the first probe that saw each (a pool keeps
+        # its connections, so nearly all are seen at the start).
+        self.backend_cpu: dict[int, float] = {}
 
     def start(self) -> None:
         self.started = time.monotonic()
@@ -494,9 +498,10 @@ class Window:
                 if state != "polling":
                     self.not_polling[state] = max(self.not_polling[state], count)
             if tick in probes or time.monotonic() >= end:
-                self.connections.append(
-                    await asyncio.to_thread(connections_by_process, self.site, list(self.roles))
-                )
+                probe = await asyncio.to_thread(connections_by_process, self.site, list(self.roles))
+                self.connections.append(probe)
+                for backend in probe["backends"]:
+                    self.backend_cpu.setdefault(backend, cpu_seconds(backend))
             if time.monotonic() >= end:
                 break
             tick += 1
@@ -506,6 +511,9 @@ class Window:
         elapsed = time.monotonic() - self.started
         cores = os.cpu_count() or 1
         server_cpu = sum(cpu_seconds(pid) - before for pid, before in self.cpu.items())
+        database_cpu = sum(
+            max(0.0, cpu_seconds(pid) - before) for pid, before in self.backend_cpu.items()
+        )
         client_cpu = _own_cpu() - self.client_cpu
         seen = self.fleet.counts.since(self.counts)
         processes = []
@@ -540,6 +548,7 @@ class Window:
             "seconds": round(elapsed, 1),
             "server_cpu_percent_of_machine": round(100 * server_cpu / elapsed / cores, 1),
             "server_cpu_seconds": round(server_cpu, 2),
+            "database_cpu_percent_of_machine": round(100 * database_cpu / elapsed / cores, 1),
             "processes": processes,
             "rss_mib_total": round(sum(p["rss_mib"] for p in processes), 1),
             "db_connections_total_max": max(totals, default=0),
@@ -709,6 +718,7 @@ async def run_level(
             for key in (
                 "seconds",
                 "server_cpu_percent_of_machine",
+                "database_cpu_percent_of_machine",
                 "requests_per_s",
                 "polls_outstanding",
                 "agents_not_polling_max",
