@@ -53,8 +53,11 @@ deploy-check: $(STAMP)
 		$(BIN)/python manage.py check --deploy --fail-level WARNING
 
 # Every benchmark at tiny sizes, so that none can rot (BENCHMARKS.md has the full runs). SQLite
-# unless DATABASE_URL names PostgreSQL; traffic to 127.0.0.1 only.
-BENCHMARKS := pickup_latency idle_capacity throughput eventlog_scale clone_overhead held_poll_gc
+# unless DATABASE_URL names PostgreSQL; `fleet` always runs on PostgreSQL (DATABASE_URL, else
+# BENCH_POSTGRES_URL, else the CI's postgres://postgres@127.0.0.1:5432/test, on which it makes a
+# database of its own). Traffic to 127.0.0.1 only.
+BENCHMARKS := pickup_latency idle_capacity throughput eventlog_scale clone_overhead held_poll_gc \
+	fleet
 
 .PHONY: bench-smoke
 bench-smoke: $(STAMP)

@@ -327,6 +327,7 @@ class AgentConnection:
         parts = urlsplit(server_url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.token = token
+        self.opened = 0  # TCP connections opened so far (the first, and each after a close)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -341,6 +342,7 @@ class AgentConnection:
             reused = self._writer is not None
             if self._writer is None:
                 self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+                self._opened()
             try:
                 self._writer.write(request)
                 await self._writer.drain()
@@ -350,6 +352,9 @@ class AgentConnection:
                 if attempt or not reused:
                     raise
         raise AssertionError("unreachable")
+
+    def _opened(self) -> None:
+        self.opened += 1
 
     async def _response(self) -> tuple[int, Any]:
         assert self._reader is not None
