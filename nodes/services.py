@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core import tokens
@@ -92,7 +92,7 @@ def record_presence(
         if fresh:
             return Presence(node=node)
         # The usual case, one statement: the same instance as before, still the current one.
-        if Node.objects.filter(pk=node.pk, instance_id=node.instance_id).update(last_seen_at=now):
+        if _note_seen(node, now):
             return Presence(node=node)
 
     superseded = False
@@ -127,6 +127,27 @@ def record_presence(
             field="instance_id",
         )
     return Presence(node=node, replaced_instance=replaced)
+
+
+def _note_seen(node: Node, now) -> bool:
+    """`last_seen_at = now` while `node`'s current instance is still the one read with it, as
+    one fixed statement (an idle fleet's every other lease call runs it); False when another
+    instance took over meanwhile."""
+    table = Node._meta.db_table
+    same = "instance_id IS NULL" if node.instance_id is None else "instance_id = %s"
+    field = Node._meta.get_field("instance_id")
+    params = [
+        connection.ops.adapt_datetimefield_value(now),
+        field.get_db_prep_value(node.pk, connection),
+    ]
+    if node.instance_id is not None:
+        params.append(field.get_db_prep_value(node.instance_id, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_seen_at = %s WHERE id = %s AND {same}",  # noqa: S608
+            params,
+        )
+        return cursor.rowcount > 0
 
 
 def flag_duplicate_instance(*, node: Node) -> None:
