@@ -32,7 +32,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.exceptions import Conflict
-from projects import domain, projection
+from projects import domain, projection, sql
 from projects.models import Event
 
 MAX_RETRIES = 8
@@ -93,20 +93,9 @@ def append(
         if not events:
             return Appended(state=state, events=[], positions=[])
         now = timezone.now()
-        rows = [
-            Event(
-                project_id=project_id,
-                version=expected_version + offset,
-                type=event.type,
-                data=event.to_data(),
-                meta=meta,
-                recorded_at=now,
-            )
-            for offset, event in enumerate(events, start=1)
-        ]
         stored = [
-            domain.Recorded(event, row.version, now)
-            for event, row in zip(events, rows, strict=True)
+            domain.Recorded(event, expected_version + offset, now)
+            for offset, event in enumerate(events, start=1)
         ]
         new_state = domain.fold(state, stored)
         if not projection.save_changes(new_state, previous=state):
@@ -118,13 +107,24 @@ def append(
         for listener in _append_listeners:
             listener(project_id)
         _lock_feed()
+        rows = [
+            {
+                "project_id": project_id,
+                "version": recorded.version,
+                "type": recorded.event.type,
+                "data": recorded.event.to_data(),
+                "meta": meta,
+                "recorded_at": now,
+            }
+            for recorded in stored
+        ]
         try:
-            created = Event.objects.bulk_create(rows)
+            positions = sql.insert(Event, rows)
         except IntegrityError as exc:
             raise ConcurrencyError(
                 f"Project {project_id} was changed concurrently at version {expected_version}."
             ) from exc
-        return Appended(state=new_state, events=stored, positions=[row.position for row in created])
+        return Appended(state=new_state, events=stored, positions=positions)
 
 
 def execute(
