@@ -10,6 +10,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -83,15 +84,6 @@ def claim_query(node: Node, now: datetime) -> tuple[str, list[Any]]:
     projects another transaction holds. The `job_claim` index serves it in queue order, so the
     scan stops at the first leasable job however deep the queue.
     """
-    job, project, node_table = Job._meta.db_table, Project._meta.db_table, Node._meta.db_table
-    lock = "FOR UPDATE OF p SKIP LOCKED" if connection.vendor == "postgresql" else ""
-    sql = f"""
-        SELECT j.project_id FROM {job} j JOIN {project} p ON p.id = j.project_id
-        WHERE j.node_id = %s AND {queue.leasable_sql(job, project, node_table)}
-        ORDER BY j.queued_at
-        LIMIT 1
-        {lock}
-    """  # noqa: S608 - table names come from the models, values are parameters
     field = Job._meta.get_field("node").target_field
     params = [
         field.get_db_prep_value(node.pk, connection),
@@ -100,7 +92,21 @@ def claim_query(node: Node, now: datetime) -> tuple[str, list[Any]]:
             settings.MAX_RUNNING_JOBS_PER_USER_PER_NODE,
         ),
     ]
-    return sql, params
+    return _claim_sql(connection.vendor), params
+
+
+@cache
+def _claim_sql(vendor: str) -> str:
+    """`claim_query`'s SQL, written once per process."""
+    job, project, node_table = Job._meta.db_table, Project._meta.db_table, Node._meta.db_table
+    lock = "FOR UPDATE OF p SKIP LOCKED" if vendor == "postgresql" else ""
+    return f"""
+        SELECT j.project_id FROM {job} j JOIN {project} p ON p.id = j.project_id
+        WHERE j.node_id = %s AND {queue.leasable_sql(job, project, node_table)}
+        ORDER BY j.queued_at
+        LIMIT 1
+        {lock}
+    """  # noqa: S608 - table names come from the models, values are parameters
 
 
 # Advisory-lock class of the claims, so that their keys cannot meet another use of such locks.

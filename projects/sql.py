@@ -22,12 +22,21 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
 from projects.models import Job, Project
 
 Row = dict[str, Any]
+
+# The statements are built through `connection` once; each call looks its thread's connection up
+# once (`_db`) and hands it down, since every use of `connection` is a thread-local lookup.
+
+
+def _db() -> BaseDatabaseWrapper:
+    return connections[DEFAULT_DB_ALIAS]
+
 
 # SQLite binds at most 999 parameters per statement in older builds: an INSERT of many rows
 # is split into statements of this many rows at most.
@@ -49,16 +58,18 @@ def _column_list(model: type[Model], names: Iterable[str]) -> str:
     return ", ".join(_quote(fields[name].column) for name in names)
 
 
-def _lookup_value(model: type[Model], name: str, value: Any) -> Any:
+def _lookup_value(db: BaseDatabaseWrapper, model: type[Model], name: str, value: Any) -> Any:
     """`value` as the ORM sends it in a `WHERE name = …` (UUIDs checked and adapted)."""
     field = _fields(model)[name]
-    return field.get_db_prep_value(field.get_prep_value(value), connection, prepared=True)
+    return field.get_db_prep_value(field.get_prep_value(value), db, prepared=True)
 
 
-def _saved_values(model: type[Model], values: Mapping[str, Any]) -> list[Any]:
+def _saved_values(
+    db: BaseDatabaseWrapper, model: type[Model], values: Mapping[str, Any]
+) -> list[Any]:
     """`values` as the ORM sends them to an `INSERT` or an `UPDATE`."""
     fields = _fields(model)
-    return [fields[name].get_db_prep_save(value, connection) for name, value in values.items()]
+    return [fields[name].get_db_prep_save(value, db) for name, value in values.items()]
 
 
 class _Reader:
@@ -78,12 +89,12 @@ class _Reader:
             if converters:
                 self._converters.append((index, converters, column))
 
-    def row(self, values: Sequence[Any]) -> Row:
+    def row(self, db: BaseDatabaseWrapper, values: Sequence[Any]) -> Row:
         out = list(values)
         for index, converters, column in self._converters:
             value = out[index]
             for converter in converters:
-                value = converter(value, column, connection)
+                value = converter(value, column, db)
             out[index] = value
         return dict(zip(self.names, out, strict=True))
 
@@ -102,11 +113,12 @@ def _select_project(vendor: str, names: tuple[str, ...], lock: bool) -> tuple[st
 def project_row(project_id: Any, names: Sequence[str], *, lock: bool = False) -> Row | None:
     """The `names` columns of the project row, or None; `lock` takes its row lock
     (`SELECT … FOR UPDATE`, PostgreSQL; SQLite's write transaction serialises anyway)."""
-    sql, reader = _select_project(connection.vendor, tuple(names), lock)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [_lookup_value(Project, "id", project_id)])
+    db = _db()
+    sql, reader = _select_project(db.vendor, tuple(names), lock)
+    with db.cursor() as cursor:
+        cursor.execute(sql, [_lookup_value(db, Project, "id", project_id)])
         row = cursor.fetchone()
-    return None if row is None else reader.row(row)
+    return None if row is None else reader.row(db, row)
 
 
 @cache
@@ -128,16 +140,17 @@ def job_rows(
 ) -> list[Row]:
     """The `names` columns of the project's jobs that are in one of `states` or named in
     `job_ids` (valid UUIDs), in queue order."""
+    db = _db()
     state_values = sorted(str(state) for state in states)
-    sql, reader = _select_jobs(connection.vendor, tuple(names), len(state_values), len(job_ids))
+    sql, reader = _select_jobs(db.vendor, tuple(names), len(state_values), len(job_ids))
     params = [
-        _lookup_value(Job, "project_id", project_id),
+        _lookup_value(db, Job, "project_id", project_id),
         *state_values,
-        *(_lookup_value(Job, "id", job_id) for job_id in job_ids),
+        *(_lookup_value(db, Job, "id", job_id) for job_id in job_ids),
     ]
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
-        return [reader.row(row) for row in cursor.fetchall()]
+        return [reader.row(db, row) for row in cursor.fetchall()]
 
 
 @cache
@@ -151,12 +164,13 @@ def _select_node_job(vendor: str, names: tuple[str, ...]) -> tuple[str, _Reader]
 
 def node_job_row(job_id: Any, node_id: Any, names: Sequence[str]) -> Row | None:
     """The `names` columns of the job if it is the node's, else None."""
-    sql, reader = _select_node_job(connection.vendor, tuple(names))
-    params = [_lookup_value(Job, "id", job_id), _lookup_value(Job, "node_id", node_id)]
-    with connection.cursor() as cursor:
+    db = _db()
+    sql, reader = _select_node_job(db.vendor, tuple(names))
+    params = [_lookup_value(db, Job, "id", job_id), _lookup_value(db, Job, "node_id", node_id)]
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    return None if row is None else reader.row(row)
+    return None if row is None else reader.row(db, row)
 
 
 # --- Writes -----------------------------------------------------------------------------------
@@ -181,11 +195,15 @@ def update(
     is still `version` when one is given; returns the number of rows changed (0 or 1)."""
     if not values:
         raise ValueError("An UPDATE needs at least one column.")
-    sql = _update_sql(connection.vendor, model, tuple(values), version is not None)
-    params = [*_saved_values(model, values), _lookup_value(model, model._meta.pk.attname, pk)]
+    db = _db()
+    sql = _update_sql(db.vendor, model, tuple(values), version is not None)
+    params = [
+        *_saved_values(db, model, values),
+        _lookup_value(db, model, model._meta.pk.attname, pk),
+    ]
     if version is not None:
-        params.append(_lookup_value(model, "version", version))
-    with connection.cursor() as cursor:
+        params.append(_lookup_value(db, model, "version", version))
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
 
@@ -215,30 +233,29 @@ def insert(model: type[Model], rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     """Inserts `rows` (attribute names to values; a missing column takes its field's default,
     as `Model.objects.create` gives it). Returns the primary keys the database assigned, in
     order, when the model's key is database-assigned (the event log's positions)."""
+    db = _db()
     names = _inserted_names(model)
     fields = _fields(model)
     auto = model._meta.auto_field is not None
-    returning = auto and connection.features.can_return_rows_from_bulk_insert
+    returning = auto and db.features.can_return_rows_from_bulk_insert
     # Without RETURNING, a database-assigned key is read back after each single-row INSERT.
     per_statement = 1 if auto and not returning else _ROWS_PER_INSERT
     keys: list[Any] = []
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             params = [
                 fields[name].get_db_prep_save(
-                    row[name] if name in row else fields[name].get_default(), connection
+                    row[name] if name in row else fields[name].get_default(), db
                 )
                 for row in chunk
                 for name in names
             ]
-            cursor.execute(_insert_sql(connection.vendor, model, len(chunk), returning), params)
+            cursor.execute(_insert_sql(db.vendor, model, len(chunk), returning), params)
             if returning:
                 keys += [key for (key,) in cursor.fetchall()]
             elif auto:
                 keys.append(
-                    connection.ops.last_insert_id(
-                        cursor, model._meta.db_table, model._meta.pk.column
-                    )
+                    db.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)
                 )
     return keys
