@@ -26,7 +26,9 @@ import httpx
 from bench.common import (
     ServerProcess,
     bench_site,
+    database_url,
     header,
+    log,
     make_nodes,
     ratio,
     stop_on_sigterm,
@@ -157,7 +159,9 @@ def targets(database_url: str, long_poll: dict, ratio_median: float | None) -> d
     return met
 
 
-def run(agent_counts: list[int], samples: int, baseline_samples: int, interval: float) -> dict:
+def run(
+    agent_counts: list[int], samples: int, baseline_samples: int, interval: float, workers: int = 1
+) -> dict:
     database_url = os.environ.get("DATABASE_URL", "sqlite")
     header("Pickup latency: clone requested -> waiting agent has the lease", database_url)
     results = {}
@@ -165,7 +169,8 @@ def run(agent_counts: list[int], samples: int, baseline_samples: int, interval: 
         site = bench_site(Path(tmp))
         server = None
         try:
-            server = ServerProcess(site)
+            server = ServerProcess(site, workers=workers)
+            log(f"server pid {server.process.pid} ({workers} worker process(es))")
             user_token = site.create_user_token("bench")
             all_nodes = make_nodes(site, max(agent_counts))
             for count in agent_counts:
@@ -192,6 +197,7 @@ def run(agent_counts: list[int], samples: int, baseline_samples: int, interval: 
                 )
                 row = {
                     "agents": count,
+                    "server_processes": workers,
                     "long_poll": summary(long_poll),
                     f"poll_every_{interval:g}s": summary(baseline),
                 }
@@ -219,12 +225,17 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--baseline-samples", type=int, default=15)
     parser.add_argument("--interval", type=float, default=3.0, help="baseline polling period")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes (PostgreSQL only for >1)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     args = parser.parse_args()
     stop_on_sigterm()
+    if args.workers > 1 and database_url() == "sqlite":
+        parser.error("--workers above 1 needs PostgreSQL: SQLite wake-ups stay in one process")
     if args.smoke:
         args.agents, args.samples, args.baseline_samples, args.interval = [1, 3], 5, 2, 1.0
-    run(args.agents, args.samples, args.baseline_samples, args.interval)
+    run(args.agents, args.samples, args.baseline_samples, args.interval, args.workers)
 
 
 if __name__ == "__main__":

@@ -254,6 +254,9 @@ RETRY_BACKOFF_SECONDS = env.int("RETRY_BACKOFF_SECONDS", default=30)
 LONG_POLL_DEFAULT_WAIT = env.int("LONG_POLL_DEFAULT_WAIT", default=25)
 LONG_POLL_MAX_WAIT = env.int("LONG_POLL_MAX_WAIT", default=50)
 LONG_POLL_RECHECK_SECONDS = env.float("LONG_POLL_RECHECK_SECONDS", default=5.0)
+# A server process whose event loop runs later than this sheds new lease calls (503 with
+# Retry-After) instead of taking on more than it can answer; 0 never sheds.
+LONG_POLL_SHED_LAG_SECONDS = env.float("LONG_POLL_SHED_LAG_SECONDS", default=0.5)
 NODE_ONLINE_WINDOW = env.int("NODE_ONLINE_WINDOW", default=90)
 NODE_PRESENCE_WRITE_SECONDS = env.int("NODE_PRESENCE_WRITE_SECONDS", default=10)
 QUEUED_JOB_TTL = env.int("QUEUED_JOB_TTL", default=86400)

@@ -17,6 +17,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from core import tokens
+from core.prepared import Prepared
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -70,7 +71,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         key_id = tokens.key_id_of(token, self.kind)
         if key_id is None:
             raise exceptions.AuthenticationFailed(self.wrong_kind_message)
-        row = self.get_queryset().filter(key_id=key_id).first()
+        row = self._lookup().first(key_id)
         if row is None or not tokens.matches(token, row.digest):
             raise exceptions.AuthenticationFailed("Invalid token.")
         if row.revoked_at is not None:
@@ -83,6 +84,16 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         identity = self.identity(row)
         self.note_use(row)
         return identity, row
+
+    @classmethod
+    def _lookup(cls) -> Prepared:
+        """The token row by `key_id` (unique), compiled once per class: every call of the agents
+        and the API looks one up."""
+        lookup = cls.__dict__.get("_prepared_lookup")
+        if lookup is None:
+            lookup = Prepared(lambda key_id: cls().get_queryset().filter(key_id=key_id)[:1], 1)
+            cls._prepared_lookup = lookup
+        return lookup
 
     def note_use(self, row: Model) -> None:
         """Writes `last_used_at` at most once per `last_used_granularity`, so calls stay reads."""

@@ -14,6 +14,13 @@ collector walks on every full collection, and each pass paused the process for m
 (BENCHMARKS.md, finding 5). Held here, a poll is a coroutine, an event and a task watching its
 connection.
 
+Past what the process can serve, it sheds instead of collapsing: when its event loop runs late
+by more than `LONG_POLL_SHED_LAG_SECONDS` (the sign that requests arrive faster than it answers
+them), a new lease call is answered at once, before Django, with 503 and a `Retry-After` spread
+over one default wait, which the agent honours. Held polls are still woken and answered, and
+heartbeats and the other agent calls still go through, so nodes stay online and work already
+claimed completes; the shed agents come back spread out instead of piling up into time-outs.
+
 One agent instance holds one poll at a time (`open_polls`): a second poll from the same
 instance is either its agent retrying a call it gave up on (same request id: the older call is
 ended quietly) or a second process using the same token *and* instance id to hide from the
@@ -24,13 +31,19 @@ flagged). Polls held by different server processes are not compared.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import random
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from prometheus_client import Counter, Gauge
+
 from core.async_db import run_db
+from core.errors import error_body
 from core.middleware import CLIENT_CLOSED_REQUEST, REQUEST_LOG_SCOPE_KEY, log_request
 from nodes.services import flag_duplicate_instance_of
 from projects.wakeups import hub
@@ -40,6 +53,20 @@ logger = logging.getLogger(__name__)
 LEASE_PATH = "/api/v1/agent/lease"
 # The key of the `Hold` in the ASGI scope Django's request carries.
 SCOPE_KEY = "gitfleet.lease_hold"
+# How often the event loop's lateness is sampled, and how fast the estimate follows it.
+_LAG_TICK_SECONDS = 0.1
+_LAG_SMOOTHING = 0.3
+
+SHED = Counter(
+    "gitfleet_long_polls_shed",
+    "Lease calls this process answered 503 with Retry-After at once because its event loop ran "
+    "late (LONG_POLL_SHED_LAG_SECONDS).",
+)
+LOOP_LAG = Gauge(
+    "gitfleet_event_loop_lag_seconds",
+    "How late this process's event loop runs its callbacks (smoothed); past "
+    "LONG_POLL_SHED_LAG_SECONDS new lease calls are shed.",
+)
 
 
 @dataclass(frozen=True)
@@ -109,17 +136,70 @@ class _OpenPolls:
 open_polls = _OpenPolls()
 
 
+class _LoopLag:
+    """How late the event loop runs: a task asks to wake every `_LAG_TICK_SECONDS` and notes
+    how much later it woke, smoothed. Busy with more work than it can do, the loop runs every
+    callback late, the lease calls' and their answers' included."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._task: asyncio.Task | None = None
+
+    def watch(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._sample(), name="loop-lag")
+
+    async def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(_LAG_TICK_SECONDS)
+            late = max(0.0, loop.time() - asked - _LAG_TICK_SECONDS)
+            self.seconds += _LAG_SMOOTHING * (late - self.seconds)
+            LOOP_LAG.set(self.seconds)
+
+
 class LeaseHolds:
-    """ASGI layer in front of the agent API: holds parked lease calls (see the module)."""
+    """ASGI layer in front of the agent API: holds parked lease calls, and sheds new ones
+    while the process runs late (see the module)."""
 
     def __init__(self, app) -> None:
         self.app = app
+        self.lag = _LoopLag()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != LEASE_PATH:
             await self.app(scope, receive, send)
             return
+        self.lag.watch()
+        limit = settings.LONG_POLL_SHED_LAG_SECONDS
+        if limit > 0 and self.lag.seconds > limit:
+            await _shed(receive, send)
+            return
         await _LeaseCall(self.app, scope, receive, send).run()
+
+
+async def _shed(receive, send) -> None:
+    """503 with a `Retry-After` spread over one default wait, so that the shed agents come back
+    spread out rather than all at once."""
+    SHED.inc()
+    while (await receive()).get("more_body"):
+        pass  # the body, unread, would be in the way of the connection's next request
+    wait = max(2, settings.LONG_POLL_DEFAULT_WAIT)
+    retry_after = random.randint(wait // 2, wait)  # noqa: S311 - spreading, not secrecy
+    body = json.dumps(
+        error_body(
+            "This server is busier than it can serve; call again after Retry-After seconds.",
+            "overloaded",
+        )
+    ).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(retry_after).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _LeaseCall:

@@ -10,17 +10,15 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from core.exceptions import Conflict, DomainError, NotFound
 from nodes.models import Node
-from projects import domain, projection, queue, selectors, sql
+from projects import domain, projection, queue, sql
 from projects.delivery import JobAccess
 from projects.domain import JobState
 from projects.eventstore import execute
@@ -78,35 +76,91 @@ def job_kind(*, node: Node, job_id: uuid.UUID | str) -> str:
 # --- Leasing ----------------------------------------------------------------------------------
 
 
+def _tables() -> tuple[str, str, str]:
+    return Job._meta.db_table, Project._meta.db_table, Node._meta.db_table
+
+
+def _node_param(node: Node) -> Any:
+    return Job._meta.get_field("node").target_field.get_db_prep_value(node.pk, connection)
+
+
 def claim_query(node: Node, now: datetime) -> tuple[str, list[Any]]:
     """The claim's SQL and parameters: the project of the oldest leasable job of `node`
     (`projects.queue.leasable_sql`, which reads the node's `enabled` too), locked, skipping
     projects another transaction holds. The `job_claim` index serves it in queue order, so the
     scan stops at the first leasable job however deep the queue.
     """
-    field = Job._meta.get_field("node").target_field
-    params = [
-        field.get_db_prep_value(node.pk, connection),
-        *queue.leasable_params(
-            connection.ops.adapt_datetimefield_value(now),
-            settings.MAX_RUNNING_JOBS_PER_USER_PER_NODE,
-        ),
-    ]
-    return _claim_sql(connection.vendor), params
-
-
-@cache
-def _claim_sql(vendor: str) -> str:
-    """`claim_query`'s SQL, written once per process."""
-    job, project, node_table = Job._meta.db_table, Project._meta.db_table, Node._meta.db_table
-    lock = "FOR UPDATE OF p SKIP LOCKED" if vendor == "postgresql" else ""
-    return f"""
+    job, project, node_table = _tables()
+    lock = "FOR UPDATE OF p SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    sql = f"""
         SELECT j.project_id FROM {job} j JOIN {project} p ON p.id = j.project_id
         WHERE j.node_id = %s AND {queue.leasable_sql(job, project, node_table)}
         ORDER BY j.queued_at
         LIMIT 1
         {lock}
     """  # noqa: S608 - table names come from the models, values are parameters
+    return sql, [_node_param(node), *_leasable_params(node, now)]
+
+
+def _leasable_params(node: Node, now: datetime) -> list[Any]:
+    return queue.leasable_params(
+        _node_param(node),
+        connection.ops.adapt_datetimefield_value(now),
+        settings.MAX_RUNNING_JOBS_PER_USER_PER_NODE,
+    )
+
+
+# The first look's two reads, as fixed SQL: an idle fleet's every poll runs them, and building
+# and compiling them through the ORM cost more than running them.
+_GIVEN_OR_LAPSED = """
+    SELECT id, project_id, lease_request_id, lease_instance_id FROM {job}
+    WHERE node_id = %s AND state = %s
+      AND ((lease_request_id = %s AND lease_instance_id = %s) OR lease_expires_at < %s)
+    LIMIT 100
+""".strip()
+_ANY_LEASABLE = """
+    SELECT 1 FROM {job} j JOIN {project} p ON p.id = j.project_id
+    WHERE j.node_id = %s AND {leasable}
+    LIMIT 1
+""".strip()
+
+
+def _given_or_lapsed(
+    node: Node, request_id: str, instance_id: str, now: datetime
+) -> list[tuple[str, str, str, str]]:
+    """(job id, project id, request id, instance id) of `node`'s leased jobs that were given for
+    `request_id` by `instance_id`, or whose lease ran out."""
+    sql = _GIVEN_OR_LAPSED.format(job=Job._meta.db_table)
+    params = [
+        _node_param(node),
+        JobState.LEASED.value,
+        request_id,
+        instance_id,
+        connection.ops.adapt_datetimefield_value(now),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [
+        (_uuid(job_id), _uuid(project_id), given_for, given_to)
+        for job_id, project_id, given_for, given_to in rows
+    ]
+
+
+def _any_leasable(node: Node, now: datetime) -> bool:
+    """Whether `node` has a job it may lease now (`queue.leasable_sql`)."""
+    job, project, node_table = _tables()
+    sql = _ANY_LEASABLE.format(
+        job=job, project=project, leasable=queue.leasable_sql(job, project, node_table)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [_node_param(node), *_leasable_params(node, now)])
+        return cursor.fetchone() is not None
+
+
+def _uuid(value: Any) -> str:
+    """A UUID column's value as the canonical string, whichever the engine returns."""
+    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
 
 
 # Advisory-lock class of the claims, so that their keys cannot meet another use of such locks.
@@ -129,7 +183,7 @@ def _claim_candidate(node: Node, now: datetime) -> str | None:
             )
         cursor.execute(*claim_query(node, now))
         row = cursor.fetchone()
-    return str(uuid.UUID(str(row[0]))) if row else None
+    return _uuid(row[0]) if row else None
 
 
 def lease(*, node: Node, request_id: str, instance_id: str, woken: bool = False) -> Grant | None:
@@ -144,18 +198,13 @@ def lease(*, node: Node, request_id: str, instance_id: str, woken: bool = False)
     if not woken:
         now = timezone.now()
         # One query for both: the lease already given for this request, and lapsed leases.
-        leased = Job.objects.filter(node=node, state=JobState.LEASED).filter(
-            Q(lease_request_id=request_id, lease_instance_id=instance_id)
-            | Q(lease_expires_at__lt=now)
-        )
-        fields = ("id", "project_id", "lease_request_id", "lease_instance_id")
-        rows = list(leased.values_list(*fields)[:100])
+        rows = _given_or_lapsed(node, request_id, str(instance_id), now)
         for job_id, project_id, given_for, given_to in rows:
-            if (given_for, str(given_to)) == (request_id, str(instance_id)):
-                state = projection.load(project_id, job_ids=[str(job_id)])
-                return Grant(job=state.jobs[str(job_id)], project=state)
+            if (given_for, given_to) == (request_id, str(instance_id)):
+                state = projection.load(project_id, job_ids=[job_id])
+                return Grant(job=state.jobs[job_id], project=state)
         expired = _expire([(job_id, project_id) for job_id, project_id, *_ in rows], now)
-        if not expired and not selectors.leasable_jobs([node.pk], now).exists():
+        if not expired and not _any_leasable(node, now):
             return None  # an idle node's poll: two reads, no transaction
     for _ in range(5):
         now = timezone.now()

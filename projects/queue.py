@@ -4,8 +4,9 @@ Each rule is written here once in every form the code needs, side by side:
 
 - a pure-Python predicate, which the decider uses (this module imports no Django app and reads
   no settings, so the decider stays free of the database);
-- an ORM filter, for the selectors, the lease call's first look and the long polls' re-check;
-- the SQL of the claim, which must lock and skip in one statement.
+- an ORM filter, for the selectors and the long polls' re-check;
+- the SQL of the claim, which must lock and skip in one statement, and of the lease call's
+  first look, which an idle fleet's every poll runs (fixed SQL: no query built per call).
 
 `tests/server/test_queue_rules.py` holds the three forms to the same answers on a table of cases,
 on SQLite and PostgreSQL.
@@ -140,9 +141,16 @@ def leasable_only(jobs: QuerySet, *, now: datetime, limit: int) -> QuerySet:
 
 
 def leasable_sql(job_table: str, project_table: str, node_table: str) -> str:
-    """The leasable condition on `j` (a job row) joined to `p` (its project row), for the
-    claim's raw SQL; its parameters come from `leasable_params`. The node's `enabled` is read
-    here, in the claim, so that a node disabled while its agent waited gets nothing."""
+    """The leasable condition on `j` (a job row of one node, `j.node_id = <that node>` in the
+    caller's SQL) joined to `p` (its project row), for raw SQL; its parameters come from
+    `leasable_params`. The node's `enabled` is read here, in the claim, so that a node disabled
+    while its agent waited gets nothing.
+
+    The owners at their limit on the node are found once per statement (the node is a
+    parameter), not counted again for every queued job: on a table the planner has no
+    statistics for yet, it would otherwise count for each of the node's queued jobs before it
+    sorted them, milliseconds per claim with a few hundred queued.
+    """
     return f"""
         j.state = %s AND j.available_at <= %s
         AND EXISTS (SELECT 1 FROM {node_table} n WHERE n.id = j.node_id AND n.enabled)
@@ -150,20 +158,23 @@ def leasable_sql(job_table: str, project_table: str, node_table: str) -> str:
           SELECT 1 FROM {job_table} e
           WHERE e.project_id = j.project_id AND e.state IN (%s, %s) AND e.seq < j.seq
         )
-        AND (
-          SELECT COUNT(*) FROM {job_table} r JOIN {project_table} rp ON rp.id = r.project_id
-          WHERE r.node_id = j.node_id AND r.state = %s AND rp.owner_id = p.owner_id
-        ) < %s
+        AND p.owner_id NOT IN (
+          SELECT rp.owner_id FROM {job_table} r JOIN {project_table} rp ON rp.id = r.project_id
+          WHERE r.node_id = %s AND r.state = %s
+          GROUP BY rp.owner_id HAVING COUNT(*) >= %s
+        )
     """  # noqa: S608 - table names come from the models, values are parameters
 
 
-def leasable_params(now: Any, limit: int) -> list[Any]:
-    """The parameters of `leasable_sql`, `now` already adapted for the database."""
+def leasable_params(node: Any, now: Any, limit: int) -> list[Any]:
+    """The parameters of `leasable_sql`, `node` (the node's id) and `now` already adapted for
+    the database."""
     return [
         JobState.QUEUED.value,
         now,
         JobState.QUEUED.value,
         JobState.LEASED.value,
+        node,
         JobState.LEASED.value,
         limit,
     ]

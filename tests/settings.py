@@ -16,6 +16,9 @@ os.environ.setdefault("DB_POOL_MAX_SIZE", "40")  # concurrency tests run 20+ thr
 # CI runs the SQLite and PostgreSQL passes side by side on two cores: under that load the 20-agent
 # concurrency test waited more than the default 10 s for a pooled connection once.
 os.environ.setdefault("DB_POOL_TIMEOUT", "30")
+# Under that load a test server's event loop can run late for a moment; shedding lease calls
+# then would send the tests' agents away for a wait. The test of shedding turns it on.
+os.environ.setdefault("LONG_POLL_SHED_LAG_SECONDS", "0")
 
 from config.settings import *  # noqa: F403
 

@@ -37,8 +37,12 @@ from sync import schedule
 from sync.serializers import ProjectWithScheduleSerializer
 
 
-def _accepted(project: Project, job: Job) -> Response:
+def _accepted(project: Project, job: Job | None = None) -> Response:
+    """The 202 of an action: the project as it is now, and the job queued (its only open job
+    when not given, as after a clone)."""
     project = selectors.with_open_jobs(Project.objects.select_related("node")).get(pk=project.pk)
+    if job is None:
+        [job] = project.open_jobs
     body = AcceptedJobSerializer({"project": project, "job": job}).data
     return Response(body, status=status.HTTP_202_ACCEPTED)
 
@@ -64,7 +68,7 @@ class CloneView(APIView):
         )
         if sync_interval is not None:
             schedule.set_sync_interval(project=project, interval=sync_interval)
-        return _accepted(project, project.jobs.get())
+        return _accepted(project)
 
 
 _STATUSES = [status.value for status in ProjectStatus]

@@ -217,3 +217,31 @@ def test_work_queued_by_another_process_is_found_by_the_periodic_recheck(site):
         assert poll.answered_at - queued_at < 10
     finally:
         server.stop()
+
+
+def test_a_process_running_late_sheds_new_polls_and_still_answers_heartbeats(site):
+    # A lateness limit no event loop can meet: every new lease call is shed.
+    server = ServerProcess(site, METRICS_TOKEN=METRICS_TOKEN, LONG_POLL_SHED_LAG_SECONDS="0.000001")
+    try:
+        agent_token = site.create_node()
+        deadline = time.monotonic() + 10
+        # The first call starts the process's lateness samples; the next ones meet them.
+        while (response := lease(server.url, agent_token, wait=1)).status_code != 503:
+            assert time.monotonic() < deadline, "no lease call was shed"
+            time.sleep(0.2)
+        started = time.monotonic()
+        response = lease(server.url, agent_token, wait=20)
+
+        assert time.monotonic() - started < 2  # answered at once, not held
+        assert response.status_code == 503
+        assert response.json()["code"] == "overloaded"
+        assert 12 <= int(response.headers["retry-after"]) <= 25  # spread over one default wait
+        heartbeat(server.url, agent_token)  # still answered (asserts 200)
+        assert polls_waiting(server.url) == 0
+        scrape = httpx.get(
+            f"{server.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+        ).text
+        assert "gitfleet_long_polls_shed_total" in scrape
+        assert "gitfleet_event_loop_lag_seconds" in scrape
+    finally:
+        server.stop()

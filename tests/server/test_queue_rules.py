@@ -165,7 +165,7 @@ def _by_sql(node_id: str, now, limit: int) -> set[str]:
     node_key = Job._meta.get_field("node").target_field.get_db_prep_value(node_id, connection)
     params = [
         node_key,
-        *queue.leasable_params(connection.ops.adapt_datetimefield_value(now), limit),
+        *queue.leasable_params(node_key, connection.ops.adapt_datetimefield_value(now), limit),
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
