@@ -236,27 +236,6 @@ def site_query(site: ServerSite, sql: str, params: tuple = ()) -> list[tuple]:
         return conn.execute(sql.replace("%s", "?"), params).fetchall()
 
 
-def analyze(site: ServerSite) -> None:
-    """Refreshes the planner's statistics after a benchmark filled the database in one go.
-
-    A deployment's statistics follow its tables as they grow (PostgreSQL's autovacuum, on by
-    default); a benchmark queues thousands of jobs and measures at once, before autovacuum's
-    next round, or never where it is turned off (as on the 2-core host of BENCHMARKS.md).
-    Without statistics PostgreSQL plans the claim as if the tables were empty: it reads the
-    node's whole queue and counts the owner's leases once per queued job, 13 ms against 0.06 ms
-    with statistics for a node with 400 jobs queued (EXPLAIN ANALYZE, same database).
-    """
-    if site.postgres:
-        import psycopg
-
-        with psycopg.connect(site.database_url, autocommit=True) as conn:
-            conn.execute("ANALYZE")
-        return
-    path = urlsplit(site.database_url).path
-    with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
-        conn.execute("ANALYZE")
-
-
 # --- The server process from outside ------------------------------------------------------------
 
 

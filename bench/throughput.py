@@ -24,7 +24,6 @@ from pathlib import Path
 from bench.common import (
     AgentConnection,
     ServerProcess,
-    analyze,
     bench_site,
     database_url,
     emit,
@@ -152,7 +151,6 @@ def run(args: argparse.Namespace) -> None:
                     "clones_per_s_through_services": queued[1]["clones_per_s"],
                 }
             )
-            analyze(site)
             server = ServerProcess(site, workers=args.workers)
             log(f"server pid {server.process.pid} ({args.workers} worker process(es))")
             asyncio.run(warm_up(server.url, nodes, instances))
