@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from core.exceptions import Conflict, DomainError, NotFound
 from nodes.models import Node
-from projects import domain, projection, queue, sql
+from projects import domain, fixed_sql, projection, queue
 from projects.delivery import JobAccess
 from projects.domain import JobState
 from projects.eventstore import execute
@@ -63,7 +63,7 @@ class _NodeJob:
 
 def _node_job(node: Node, job_id: uuid.UUID | str) -> _NodeJob:
     """The job if it is this node's; another node's job is answered as if it did not exist."""
-    row = sql.node_job_row(job_id, node.pk, ("id", "project_id", "kind"))
+    row = fixed_sql.node_job_row(job_id, node.pk, ("id", "project_id", "kind"))
     if row is None:
         raise NotFound("No such job for this node.", field="job_id")
     return _NodeJob(pk=row["id"], project_id=row["project_id"], kind=row["kind"])

@@ -2,7 +2,7 @@
 
 Only `projects.eventstore.append` (`save_changes`) and `rebuild_projections` (`save`) write the
 `Project` and `Job` tables; nothing else does. `load` and `save_changes`, which every command
-runs, use the fixed statements of `projects.sql` rather than the ORM; the rebuild keeps the ORM.
+runs, use the fixed statements of `projects.fixed_sql` rather than the ORM; the rebuild keeps the ORM.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from django.db.models import Exists, Func, OuterRef, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from projects import domain, queue, sql
+from projects import domain, fixed_sql, queue
 from projects.models import Event, Job, Project
 
 _JOB_FIELDS = (
@@ -86,10 +86,10 @@ def load(project_id: uuid.UUID | str, *, job_ids: Iterable[str] = (), lock: bool
     """The decider's state of a project from its projection: the project, its open jobs and
     the jobs named in `job_ids`. `lock` takes the stream's row lock (PostgreSQL) first.
     """
-    row = sql.project_row(project_id, _LOADED_PROJECT_COLUMNS, lock=lock)
+    row = fixed_sql.project_row(project_id, _LOADED_PROJECT_COLUMNS, lock=lock)
     if row is None:
         return domain.initial_state(str(project_id))
-    jobs = sql.job_rows(
+    jobs = fixed_sql.job_rows(
         row["id"],
         _LOADED_JOB_COLUMNS,
         states=queue.OPEN_JOB_STATES,
@@ -150,25 +150,25 @@ def save_changes(state: domain.Project, *, previous: domain.Project) -> bool:
             _insert_job(state, job)
         return True
     changed = _changed_values(previous, state, _PROJECT_FIELDS)
-    if not sql.update(Project, state.id, changed, version=previous.version):
+    if not fixed_sql.update(Project, state.id, changed, version=previous.version):
         return False
     for job_id, job in state.jobs.items():
         before = previous.jobs.get(job_id)
         if before is None:
             _insert_job(state, job)
         elif job != before:
-            sql.update(Job, job.id, _changed_values(before, job, _JOB_FIELDS))
+            fixed_sql.update(Job, job.id, _changed_values(before, job, _JOB_FIELDS))
     return True
 
 
 def _insert_project(state: domain.Project) -> None:
     values = {"id": state.id, "owner_id": state.owner_id, "node_id": state.node_id}
-    sql.insert(Project, [{**values, **_project_values(state)}])
+    fixed_sql.insert(Project, [{**values, **_project_values(state)}])
 
 
 def _insert_job(state: domain.Project, job: domain.Job) -> None:
     values = {"id": job.id, "project_id": state.id, "node_id": state.node_id}
-    sql.insert(Job, [{**values, **_job_values(job)}])
+    fixed_sql.insert(Job, [{**values, **_job_values(job)}])
 
 
 def _column(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The fixed statements of `projects.sql` read and write what the ORM reads and writes."""
+"""The fixed statements of `projects.fixed_sql` read and write what the ORM reads and writes."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from projects import domain, projection, services, sql
+from projects import domain, fixed_sql, projection, services
 from projects.models import Event, Job, Project
 
 pytestmark = pytest.mark.django_db
@@ -72,13 +72,13 @@ def test_a_job_row_inserted_and_updated_holds_what_the_orm_writes(user, node):
     by_orm, by_sql = uuid.uuid4(), uuid.uuid4()
 
     Job.objects.create(id=by_orm, project_id=first, node_id=node.pk, **values)
-    sql.insert(Job, [{"id": by_sql, "project_id": second, "node_id": node.pk, **values}])
+    fixed_sql.insert(Job, [{"id": by_sql, "project_id": second, "node_id": node.pk, **values}])
     skip = ("id", "project_id")
     assert _stored_text(Job, by_sql, skip) == _stored_text(Job, by_orm, skip)
 
     changes = {"state": "succeeded", "result": AWKWARD_JSON, "lease_expires_at": None}
     assert Job.objects.filter(pk=by_orm).update(**changes) == 1
-    assert sql.update(Job, by_sql, changes) == 1
+    assert fixed_sql.update(Job, by_sql, changes) == 1
     assert _stored_text(Job, by_sql, skip) == _stored_text(Job, by_orm, skip)
 
 
@@ -89,13 +89,15 @@ def test_a_project_row_holds_what_the_orm_writes_and_moves_only_from_its_version
     by_orm, by_sql = uuid.uuid4(), uuid.uuid4()
 
     Project.objects.create(id=by_orm, **owner, **{**values, "name": "orm"})
-    sql.insert(Project, [{"id": by_sql, **owner, **values, "name": "sql"}])
+    fixed_sql.insert(Project, [{"id": by_sql, **owner, **values, "name": "sql"}])
     assert _stored_text(Project, by_sql, ("id", "name")) == _stored_text(
         Project, by_orm, ("id", "name")
     )
 
-    assert sql.update(Project, by_sql, {"status": "ready"}, version=values["version"] + 1) == 0
-    assert sql.update(Project, by_sql, {"status": "ready"}, version=values["version"]) == 1
+    assert (
+        fixed_sql.update(Project, by_sql, {"status": "ready"}, version=values["version"] + 1) == 0
+    )
+    assert fixed_sql.update(Project, by_sql, {"status": "ready"}, version=values["version"]) == 1
     assert Project.objects.get(pk=by_sql).status == "ready"
 
 
@@ -110,7 +112,7 @@ def test_events_are_stored_as_the_orm_stores_them_and_their_positions_come_back(
     }
 
     orm = Event.objects.create(**row, version=1)
-    positions = sql.insert(Event, [{**row, "version": 2}, {**row, "version": 3}])
+    positions = fixed_sql.insert(Event, [{**row, "version": 2}, {**row, "version": 3}])
 
     assert positions == sorted(positions) and positions[0] > orm.position
     assert list(Event.objects.filter(project_id=stream).values_list("position", flat=True)) == [
@@ -160,7 +162,7 @@ def test_positions_come_back_where_the_database_cannot_return_inserted_rows(
         for v in (1, 2, 3)
     ]
 
-    positions = sql.insert(Event, rows)
+    positions = fixed_sql.insert(Event, rows)
 
     stored = Event.objects.filter(project_id=stream).order_by("version")
     assert positions == [event.position for event in stored]

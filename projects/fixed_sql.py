@@ -74,7 +74,12 @@ def _saved_values(
 
 class _Reader:
     """Turns rows of some columns of a model's table into dicts by attribute name, converting
-    each value as the ORM's compiler does for that column."""
+    each value as the ORM's compiler does for that column.
+
+    The converters are looked up once, on the first thread's connection, and called with each
+    call's own: the backends' converters keep no per-connection state (their time zone is the
+    settings' on every connection).
+    """
 
     def __init__(self, model: type[Model], names: Sequence[str]) -> None:
         self.names = tuple(names)
