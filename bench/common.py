@@ -58,7 +58,6 @@ __all__ = [
 # presence flapping in the middle of a measurement.
 BENCH_SETTINGS = {
     "API_USER_RATE": "10000000/minute",
-    "NODE_PRESENCE_WRITE_SECONDS": "10",
     "NODE_ONLINE_WINDOW": "3600",
     "SWEEP_SECONDS": "3600",
     "METRICS_TOKEN": "bench-metrics-token",

@@ -258,7 +258,8 @@ LONG_POLL_RECHECK_SECONDS = env.float("LONG_POLL_RECHECK_SECONDS", default=5.0)
 # Retry-After) instead of taking on more than it can answer; 0 never sheds.
 LONG_POLL_SHED_LAG_SECONDS = env.float("LONG_POLL_SHED_LAG_SECONDS", default=0.5)
 NODE_ONLINE_WINDOW = env.int("NODE_ONLINE_WINDOW", default=90)
-NODE_PRESENCE_WRITE_SECONDS = env.int("NODE_PRESENCE_WRITE_SECONDS", default=10)
+# A third of the online window: an idle agent's lease calls (every 25 s) write every other one.
+NODE_PRESENCE_WRITE_SECONDS = env.int("NODE_PRESENCE_WRITE_SECONDS", default=30)
 QUEUED_JOB_TTL = env.int("QUEUED_JOB_TTL", default=86400)
 GIT_JOB_TIMEOUT = env.int("GIT_JOB_TIMEOUT", default=3600)
 SWEEP_SECONDS = env.int("SWEEP_SECONDS", default=15)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db.models import QuerySet
 
@@ -32,6 +33,8 @@ class AgentTokenAuthentication(BearerTokenAuthentication):
     realm = "agent"
     header_required = True
     wrong_kind_message = "Not an agent token."
+    # An agent calls every few seconds; its token's last use is shown to the minute it matters.
+    last_used_granularity = timedelta(minutes=5)
 
     def get_queryset(self) -> QuerySet[AgentToken]:
         return AgentToken.objects.select_related("node")
