@@ -15,6 +15,9 @@ either way a writer that lost the race gets `ConcurrencyError` and nothing it wr
 Lock order, to stay free of deadlocks: the project row (`load(lock=True)`, or the claim's
 `FOR UPDATE SKIP LOCKED`), then that project's job rows, then the event table.
 
+The projection's reads and writes and the event `INSERT` run as fixed SQL
+(`projects.fixed_sql`), built once per process rather than compiled by the ORM on every append.
+
 Nested in a caller's transaction, `append` and `execute` work in a savepoint, so that a refusal
 leaves the caller's transaction usable; a caller that rolls back on any failure anyway passes
 `savepoint=False` and saves the two statements (`execute` does so for `append`, and the lease
@@ -32,7 +35,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.exceptions import Conflict
-from projects import domain, projection
+from projects import domain, fixed_sql, projection
 from projects.models import Event
 
 MAX_RETRIES = 8
@@ -93,38 +96,38 @@ def append(
         if not events:
             return Appended(state=state, events=[], positions=[])
         now = timezone.now()
-        rows = [
-            Event(
-                project_id=project_id,
-                version=expected_version + offset,
-                type=event.type,
-                data=event.to_data(),
-                meta=meta,
-                recorded_at=now,
-            )
-            for offset, event in enumerate(events, start=1)
-        ]
         stored = [
-            domain.Recorded(event, row.version, now)
-            for event, row in zip(events, rows, strict=True)
+            domain.Recorded(event, expected_version + offset, now)
+            for offset, event in enumerate(events, start=1)
         ]
         new_state = domain.fold(state, stored)
         if not projection.save_changes(new_state, previous=state):
             raise ConcurrencyError(
                 f"Project {project_id} was changed concurrently at version {expected_version}."
             )
+        rows = [
+            {
+                "project_id": project_id,
+                "version": recorded.version,
+                "type": recorded.event.type,
+                "data": recorded.event.to_data(),
+                "meta": meta,
+                "recorded_at": now,
+            }
+            for recorded in stored
+        ]
         # Before the feed lock, so that the lock still covers only the INSERT and the COMMIT;
         # what the listeners queue (NOTIFY, on-commit wakes) is dropped if the insert fails.
         for listener in _append_listeners:
             listener(project_id)
         _lock_feed()
         try:
-            created = Event.objects.bulk_create(rows)
+            positions = fixed_sql.insert(Event, rows)
         except IntegrityError as exc:
             raise ConcurrencyError(
                 f"Project {project_id} was changed concurrently at version {expected_version}."
             ) from exc
-        return Appended(state=new_state, events=stored, positions=[row.position for row in created])
+        return Appended(state=new_state, events=stored, positions=positions)
 
 
 def execute(

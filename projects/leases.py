@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from core.exceptions import Conflict, DomainError, NotFound
 from nodes.models import Node
-from projects import domain, projection, queue
+from projects import domain, fixed_sql, projection, queue
 from projects.delivery import JobAccess
 from projects.domain import JobState
 from projects.eventstore import execute
@@ -52,12 +52,21 @@ def _agent_meta(node: Node, **extra: Any) -> dict[str, Any]:
     return {"node_id": str(node.pk), **{k: v for k, v in extra.items() if v}}
 
 
-def _node_job(node: Node, job_id: uuid.UUID | str) -> Job:
+@dataclass(frozen=True)
+class _NodeJob:
+    """What the agent calls read of a job before deciding: whose stream it is on, and its kind."""
+
+    pk: uuid.UUID
+    project_id: uuid.UUID
+    kind: str
+
+
+def _node_job(node: Node, job_id: uuid.UUID | str) -> _NodeJob:
     """The job if it is this node's; another node's job is answered as if it did not exist."""
-    job = Job.objects.filter(pk=job_id, node=node).first()
-    if job is None:
+    row = fixed_sql.node_job_row(job_id, node.pk, ("id", "project_id", "kind"))
+    if row is None:
         raise NotFound("No such job for this node.", field="job_id")
-    return job
+    return _NodeJob(pk=row["id"], project_id=row["project_id"], kind=row["kind"])
 
 
 def job_kind(*, node: Node, job_id: uuid.UUID | str) -> str:

@@ -1,7 +1,8 @@
 """Between the decider's state and the projection tables: load, save, and rebuild from the log.
 
 Only `projects.eventstore.append` (`save_changes`) and `rebuild_projections` (`save`) write the
-`Project` and `Job` tables; nothing else does.
+`Project` and `Job` tables; nothing else does. `load` and `save_changes`, which every command
+runs, use the fixed statements of `projects.fixed_sql` rather than the ORM; the rebuild keeps the ORM.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from django.db.models import Exists, Func, OuterRef, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from projects import domain, queue
+from projects import domain, fixed_sql, queue
 from projects.models import Event, Job, Project
 
 _JOB_FIELDS = (
@@ -69,41 +70,45 @@ _PROJECT_FIELDS = (
 )
 
 
-def _job_state(row: Job) -> domain.Job:
-    values = {name: getattr(row, name) for name in _JOB_FIELDS}
-    values["kind"] = domain.JobKind(row.kind)
-    values["state"] = domain.JobState(row.state)
-    return domain.Job(id=str(row.id), **values)
+_LOADED_JOB_COLUMNS = ("id", *_JOB_FIELDS)
+_LOADED_PROJECT_COLUMNS = ("id", "owner_id", "node_id", *_PROJECT_FIELDS)
+
+
+def _job_state(row: dict[str, Any]) -> domain.Job:
+    """A job as the decider has it, from its stored columns (`_LOADED_JOB_COLUMNS`)."""
+    values = {name: row[name] for name in _JOB_FIELDS}
+    values["kind"] = domain.JobKind(row["kind"])
+    values["state"] = domain.JobState(row["state"])
+    return domain.Job(id=str(row["id"]), **values)
 
 
 def load(project_id: uuid.UUID | str, *, job_ids: Iterable[str] = (), lock: bool = False):
     """The decider's state of a project from its projection: the project, its open jobs and
     the jobs named in `job_ids`. `lock` takes the stream's row lock (PostgreSQL) first.
     """
-    query = Project.objects.filter(pk=project_id)
-    if lock:
-        query = query.select_for_update()
-    row = query.first()
+    row = fixed_sql.project_row(project_id, _LOADED_PROJECT_COLUMNS, lock=lock)
     if row is None:
         return domain.initial_state(str(project_id))
-    wanted = [str(job_id) for job_id in job_ids]
-    jobs = queue.open_only(Job.objects.filter(project_id=row.pk)) | Job.objects.filter(
-        project_id=row.pk, id__in=_valid_uuids(wanted)
+    jobs = fixed_sql.job_rows(
+        row["id"],
+        _LOADED_JOB_COLUMNS,
+        states=queue.OPEN_JOB_STATES,
+        job_ids=_valid_uuids(str(job_id) for job_id in job_ids),
     )
     values = _stored_project_values(row)
-    values["status"] = domain.ProjectStatus(row.status)
+    values["status"] = domain.ProjectStatus(row["status"])
     return domain.Project(
-        id=str(row.pk),
-        owner_id=row.owner_id,
-        node_id=str(row.node_id),
-        jobs={str(job.id): _job_state(job) for job in jobs},
+        id=str(row["id"]),
+        owner_id=row["owner_id"],
+        node_id=str(row["node_id"]),
+        jobs={str(job["id"]): _job_state(job) for job in jobs},
         **values,
     )
 
 
-def _stored_project_values(row: Project) -> dict[str, Any]:
+def _stored_project_values(row: dict[str, Any]) -> dict[str, Any]:
     """The row's `_PROJECT_FIELDS` as the decider spells them (the credential id as text)."""
-    values = {name: getattr(row, name) for name in _PROJECT_FIELDS}
+    values = {name: row[name] for name in _PROJECT_FIELDS}
     if values["credential_id"] is not None:
         values["credential_id"] = str(values["credential_id"])
     return values
@@ -145,26 +150,25 @@ def save_changes(state: domain.Project, *, previous: domain.Project) -> bool:
             _insert_job(state, job)
         return True
     changed = _changed_values(previous, state, _PROJECT_FIELDS)
-    moved = Project.objects.filter(pk=state.id, version=previous.version).update(**changed)
-    if not moved:
+    if not fixed_sql.update(Project, state.id, changed, version=previous.version):
         return False
     for job_id, job in state.jobs.items():
         before = previous.jobs.get(job_id)
         if before is None:
             _insert_job(state, job)
         elif job != before:
-            Job.objects.filter(pk=job.id).update(**_changed_values(before, job, _JOB_FIELDS))
+            fixed_sql.update(Job, job.id, _changed_values(before, job, _JOB_FIELDS))
     return True
 
 
 def _insert_project(state: domain.Project) -> None:
-    Project.objects.create(
-        id=state.id, owner_id=state.owner_id, node_id=state.node_id, **_project_values(state)
-    )
+    values = {"id": state.id, "owner_id": state.owner_id, "node_id": state.node_id}
+    fixed_sql.insert(Project, [{**values, **_project_values(state)}])
 
 
 def _insert_job(state: domain.Project, job: domain.Job) -> None:
-    Job.objects.create(id=job.id, project_id=state.id, node_id=state.node_id, **_job_values(job))
+    values = {"id": job.id, "project_id": state.id, "node_id": state.node_id}
+    fixed_sql.insert(Job, [{**values, **_job_values(job)}])
 
 
 def _column(value: Any) -> Any:
@@ -293,7 +297,7 @@ def _drifts(
         "owner_id": replayed.owner_id,
         "node_id": replayed.node_id,
     }
-    actual = _stored_project_values(row)
+    actual = _stored_project_values({name: getattr(row, name) for name in _PROJECT_FIELDS})
     actual["owner_id"] = row.owner_id
     actual["node_id"] = str(row.node_id)
     drifts += [
