@@ -23,6 +23,7 @@ from tests.support.gitservers import (
     start_silent_server,
 )
 from tests.support.jobs import config_env
+from tests.support.lfsserver import LfsServer, start_lfs_server
 
 
 @pytest.fixture
@@ -58,6 +59,14 @@ def upstream(make_upstream: Callable[..., Upstream]) -> Upstream:
 @pytest.fixture
 def http_git(served: Path) -> Iterator[HttpGitServer]:
     server = start_http_git_server(served)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def lfs_server(tmp_path: Path) -> Iterator[LfsServer]:
+    """A real Git LFS server (giftless) with local storage."""
+    server = start_lfs_server(tmp_path / "lfs-storage")
     yield server
     server.stop()
 

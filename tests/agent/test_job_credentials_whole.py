@@ -19,7 +19,7 @@ from tests.agent.test_job_credentials import found_in_files, job_folders, run, t
 from tests.agent.test_submodules import add_submodule
 from tests.support.credentials import TOKEN, leaks
 from tests.support.gitservers import HttpGitServer, Upstream, start_http_git_server
-from tests.support.lfsserver import LfsServer, commit_lfs_files, start_lfs_server
+from tests.support.lfsserver import commit_lfs_files
 
 WEIGHTS = os.urandom(200_000)
 OTHER_SECRET = "RemoteAuth " + "signed-Qm4Tz8Lp2Wk6"
@@ -28,13 +28,6 @@ OTHER_SECRET = "RemoteAuth " + "signed-Qm4Tz8Lp2Wk6"
 @pytest.fixture
 def agent_config(make_config):
     return make_config(AGENT_GIT_ALLOWED_SCHEMES="http")
-
-
-@pytest.fixture
-def lfs_server(tmp_path) -> Iterator[LfsServer]:
-    server = start_lfs_server(tmp_path / "lfs-storage")
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -78,6 +71,14 @@ def assert_no_trace(config, checkout: Path, log: pytest.LogCaptureFixture) -> No
     assert not any(leaks(path.read_bytes(), TOKEN) for path in configs)
     assert not leaks(log.text.encode(), TOKEN)
     assert job_folders(config.storage_path) == []
+
+
+def run_private_lfs(agent_config, private_http: HttpGitServer, private_lfs: Upstream):
+    """Clones the private LFS repository with the project's token credential."""
+    return run(
+        agent_config, token_access(private_http),
+        git_url=private_http.url("basic", private_lfs.name), lfs=True,
+    )  # fmt: skip
 
 
 def test_a_private_lfs_object_on_the_projects_host_comes_down_with_its_credential(
@@ -125,10 +126,7 @@ def test_object_hrefs_on_another_host_get_no_authorization(
 ):
     private_http.lfs_href_base[0] = other_host.url("git", "lfs")
 
-    result = run(
-        agent_config, token_access(private_http),
-        git_url=private_http.url("basic", private_lfs.name), lfs=True,
-    )  # fmt: skip
+    result = run_private_lfs(agent_config, private_http, private_lfs)
 
     assert not isinstance(result, JobFailure), result
     assert (Path(result.local_path) / "weights.bin").read_bytes() == WEIGHTS
@@ -144,10 +142,7 @@ def test_an_action_header_holding_the_credential_never_reaches_another_host(
     private_http.lfs_href_base[0] = other_host.url("git", "lfs")
     private_http.lfs_action_header["Authorization"] = "{authorization}"
 
-    result = run(
-        agent_config, token_access(private_http),
-        git_url=private_http.url("basic", private_lfs.name), lfs=True,
-    )  # fmt: skip
+    result = run_private_lfs(agent_config, private_http, private_lfs)
 
     assert not isinstance(result, JobFailure), result
     assert other_host.authorizations() == []
@@ -160,10 +155,7 @@ def test_an_action_header_of_the_lfs_servers_own_is_sent_with_its_href(
     private_http.lfs_href_base[0] = other_host.url("git", "lfs")
     private_http.lfs_action_header["Authorization"] = OTHER_SECRET
 
-    result = run(
-        agent_config, token_access(private_http),
-        git_url=private_http.url("basic", private_lfs.name), lfs=True,
-    )  # fmt: skip
+    result = run_private_lfs(agent_config, private_http, private_lfs)
 
     assert not isinstance(result, JobFailure), result
     assert other_host.authorizations() == [OTHER_SECRET]
@@ -175,10 +167,7 @@ def test_a_redirect_to_another_host_drops_the_credential(
     private_http.lfs_href_base[0] = private_http.url("basic", "lfs-redirect")
     private_http.lfs_redirect_to[0] = other_host.url("git", "lfs")
 
-    result = run(
-        agent_config, token_access(private_http),
-        git_url=private_http.url("basic", private_lfs.name), lfs=True,
-    )  # fmt: skip
+    result = run_private_lfs(agent_config, private_http, private_lfs)
 
     assert not isinstance(result, JobFailure), result
     assert (Path(result.local_path) / "weights.bin").read_bytes() == WEIGHTS

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,10 @@ from agent.errors import JobFailure
 from agent.git import JobControl
 from tests.support.gitservers import Upstream, git
 from tests.support.jobs import run_job
-from tests.support.lfsserver import LfsServer, commit_lfs_files, start_lfs_server
+from tests.support.lfsserver import commit_lfs_files
 
 WEIGHTS = os.urandom(300_000)
 TOKENIZER = b"\x00binary tokenizer\xff" * 1000
-
-
-@pytest.fixture
-def lfs_server(tmp_path) -> Iterator[LfsServer]:
-    server = start_lfs_server(tmp_path / "lfs-storage")
-    yield server
-    server.stop()
 
 
 @pytest.fixture
