@@ -37,12 +37,10 @@ from sync import schedule
 from sync.serializers import ProjectWithScheduleSerializer
 
 
-def _accepted(project: Project, job: Job | None = None) -> Response:
-    """The 202 of an action: the project as it is now, and the job queued (its only open job
-    when not given, as after a clone)."""
+def _accepted(project: Project, job: Job) -> Response:
+    """The 202 of an action: the project as it is now, and the job queued (which an agent may
+    have leased, or even finished, by now)."""
     project = selectors.with_open_jobs(Project.objects.select_related("node")).get(pk=project.pk)
-    if job is None:
-        [job] = project.open_jobs
     body = AcceptedJobSerializer({"project": project, "job": job}).data
     return Response(body, status=status.HTTP_202_ACCEPTED)
 
@@ -68,7 +66,7 @@ class CloneView(APIView):
         )
         if sync_interval is not None:
             schedule.set_sync_interval(project=project, interval=sync_interval)
-        return _accepted(project)
+        return _accepted(project, project.jobs.get())
 
 
 _STATUSES = [status.value for status in ProjectStatus]

@@ -99,3 +99,29 @@ def test_node_id_spelled_other_than_canonically_is_an_unknown_node(api, node):
         assert response.status_code == 400, (spelling, response.content)
         assert response.json()["fields"] == {"node": [f"No node named {spelling!r}."]}
     assert Project.objects.count() == 0 and Event.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)  # the agent's calls run on the pool's own connections
+def test_the_202_stands_when_an_agent_finished_the_clone_before_it_was_written(
+    api, agent, node, monkeypatch
+):
+    # A waiting agent is woken at the commit and may lease and finish the job before the
+    # request that queued it has built its answer.
+    from projects.api import views
+    from tests.support.api import AgentSession
+
+    queue_clone = views.services.request_clone
+
+    def and_an_agent_is_quick(**kwargs):
+        project = queue_clone(**kwargs)
+        session = AgentSession(agent)
+        leased = session.lease().json()
+        assert session.succeed(leased["job"]["id"], leased["lease"]["token"]).status_code == 200
+        return project
+
+    monkeypatch.setattr(views.services, "request_clone", and_an_agent_is_quick)
+    response = api.post("/api/v1/projects/clone", clone_body(), format="json")
+
+    assert response.status_code == 202, response.content
+    assert response.json()["job"]["state"] == "succeeded"
+    assert response.json()["project"]["status"] == "ready"
