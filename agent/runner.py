@@ -76,9 +76,16 @@ class Backoff:
         self._failures = 0
 
 
+# The pause after a long poll that ended empty. Short: the server held that poll for its whole
+# wait, so the fleet's polls are already spread by when each began, and while an agent pauses,
+# work queued for it waits (a pause of up to 1 s put about 2 % of pickups a second late).
+POLL_JITTER_SECONDS = (0.0, 0.1)
+
+
 def poll_jitter() -> float:
-    """A short random pause between long polls, so a fleet does not poll in lockstep."""
-    return _random.uniform(0.05, 1.0)
+    """A short random pause between long polls, so that agents answered at the same moment do
+    not all poll again in the same instant."""
+    return _random.uniform(*POLL_JITTER_SECONDS)
 
 
 @dataclass

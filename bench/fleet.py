@@ -12,7 +12,7 @@ Each agent, as `agent/runner.py` does: `POST /agent/lease` with `wait` (AGENT_LE
 again at once after a 204 (plus `poll_jitter`), with capped jittered backoff and the same
 request id after a time-out (`wait` + 15 s, the agent's read margin) or a 5xx; a lease is
 completed at once on a second connection while the agent polls again. Heartbeats
-(`--heartbeats`): `agent`, as the agent is being changed to behave, one at start and then only
+(`--heartbeats`): `agent`, as the agent behaves, one at start and then only
 when no poll is outstanding, the report changed or the last one is older than 300 s (randomly
 phased, as in a fleet whose agents started at different times); `every`, every 20 s whatever
 happens (the old behaviour). A heartbeat opens its own connection and closes it: the server's
@@ -43,6 +43,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from agent.client import LEASE_READ_MARGIN
+from agent.runner import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS, POLL_JITTER_SECONDS
 from bench.common import (
     AgentConnection,
     ServerProcess,
@@ -61,11 +63,7 @@ from bench.common import (
 
 DEFAULT_AGENTS = [1_000, 2_500, 5_000, 10_000]
 FULL_SIZE = 10_000
-# The agent's own constants (agent/client.py, agent/runner.py, agent/config.py).
-LEASE_READ_MARGIN = 15.0
 HEARTBEAT_READ_TIMEOUT = 30.0
-BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS = 1.0, 60.0
-JITTER_SECONDS = (0.05, 1.0)
 # Per server process: the agent API's 4 database threads, so a pool of 4, plus one LISTEN.
 SERVER_SETTINGS = {"DB_POOL_MAX_SIZE": "4", "AGENT_DB_THREADS": "4"}
 # The CI's PostgreSQL (.ci/run), used as the maintenance database by `--smoke` when DATABASE_URL
@@ -234,7 +232,7 @@ class Fleet:
                 counts.lease_early_204 += held < wait - 1
                 self.poll_seconds.append(held)
                 agent.state = "between"
-                await asyncio.sleep(random.uniform(*JITTER_SECONDS))
+                await asyncio.sleep(random.uniform(*POLL_JITTER_SECONDS))
             elif status == 200:
                 self.received[answer["job"]["project_id"]] = time.perf_counter()
                 counts.lease_200 += 1
@@ -779,7 +777,7 @@ def run(args: argparse.Namespace) -> None:
                 "heartbeats": args.heartbeats,
                 "heartbeat_seconds": args.heartbeat_seconds,
                 "heartbeat_max_age_while_polling": args.heartbeat_max_age,
-                "poll_jitter_s": list(JITTER_SECONDS),
+                "poll_jitter_s": list(POLL_JITTER_SECONDS),
                 "lease_read_timeout_s": args.wait + LEASE_READ_MARGIN,
             },
             "ramp_s": args.ramp,
