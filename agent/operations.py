@@ -163,7 +163,7 @@ def clone(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     except BaseException:
         remove_tree(temp)
         raise
-    return _checkout_result(git, target, started, job, resolved, extras)
+    return _checkout_result(git, target, started, job, resolved, extras, fresh=True)
 
 
 def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
@@ -225,9 +225,12 @@ def pull(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
 
 
 def inspect(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
-    """Look at the checkout and change nothing: its HEAD and its workspace summary."""
+    """Look at the checkout and change nothing: its HEAD and its workspace summary (with the
+    LFS filter named when the project uses LFS, as its clone and pulls do, or every LFS file
+    would look changed)."""
     target = target_path(config.projects_path, job.target_path)
     _check_checkout(git, target)
+    checkout.prepare(job, git)
     return _checkout_result(git, target, started, job, checkout.current(git, target))
 
 
@@ -322,10 +325,13 @@ def _checkout_result(
     extras: checkout.Extras | None = None,
     *,
     backup_ref: str | None = None,
+    fresh: bool = False,
 ) -> JobResult:
+    """The job's result and the checkout's workspace summary; `fresh` for a checkout this job
+    made, which is clean by construction (see `workspace.inspect`)."""
     commit = git.run("rev-parse", "--verify", "HEAD^{commit}", repo=target).stdout.strip()
     branch = git.run("symbolic-ref", "--quiet", "--short", "HEAD", repo=target, check=False)
-    state = workspace.inspect(git, target, branch.stdout.strip() or job.branch)
+    state = workspace.inspect(git, target, branch.stdout.strip() or job.branch, fresh=fresh)
     extras = extras or checkout.Extras()
     return JobResult(
         commit=commit,

@@ -112,10 +112,15 @@ def local_work(git: Git, target: str) -> LocalWork:
     return LocalWork(changed=changed_paths(git, target), unpushed=commits)
 
 
-def inspect(git: Git, target: str, branch: str) -> dict[str, Any]:
+def inspect(git: Git, target: str, branch: str, *, fresh: bool = False) -> dict[str, Any]:
     """The workspace summary the project's status shows: dirty paths, ahead/behind its
-    upstream, size, and the summaries of `SUMMARIES` that apply."""
-    changed = changed_paths(git, target)
+    upstream, size, and the summaries of `SUMMARIES` that apply.
+
+    `fresh`: the checkout was just made by this job (a new folder, git's own checkout, LFS
+    files put in place with the index updated), so nothing in it is changed or untracked, and
+    `git status` is not run: every file was written in the same second as the index, so git
+    would hash each one again to be sure (0.15 s for 80 MiB), on every clone."""
+    changed = [] if fresh else changed_paths(git, target)
     ahead = behind = None
     tracking = f"refs/remotes/origin/{branch}"
     counts = git.run(

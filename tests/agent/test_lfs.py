@@ -103,3 +103,19 @@ def test_lfs_downloads_report_progress(config, lfs_upstream, git_daemon):
     assert progress["phase"] == "lfs"
     assert progress["percent"] == 100
     assert progress["bytes"] == len(WEIGHTS) + len(TOKENIZER)
+
+
+@pytest.mark.parametrize("sparse", [[], ["weights"]])
+def test_a_fresh_clone_s_summary_is_what_looking_at_it_again_finds(
+    config, lfs_upstream, git_daemon, sparse
+):
+    # A clone's summary takes its checkout as clean without running `git status` (the agent
+    # has just made it); an inspect job, which runs it, must find the same.
+    url = git_daemon.url(lfs_upstream.name)
+    cloned = run_job(config, git_url=url, lfs=True, sparse=sparse)
+
+    inspected = run_job(config, kind="inspect", git_url=url, lfs=True, sparse=sparse)
+
+    assert cloned.workspace == inspected.workspace
+    assert cloned.workspace["dirty"] == {"count": 0, "paths": []}
+    assert cloned.workspace["lfs"]["pointers_left"] == 0
