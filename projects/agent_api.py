@@ -345,16 +345,15 @@ class InstanceOverlap(Conflict):
 
 
 class LeaseView(AgentView):
-    """Long poll for the node's next job. Waiting costs no thread and no connection.
+    """Long poll for the node's next job. Waiting costs no thread and no connection."""
 
-    Each pass through this view is one step on the database pool: authentication, parsing,
-    presence and a look for a job. When the look finds nothing and the agent asked to wait, the
-    view parks the call with `projects.lease_hold` and answers 204; that layer holds the call
-    below Django, sends it through again when woken (a look after a wake-up, which checks the
-    token again and goes straight to the claim), and sends the 204 when the wait runs out. A
-    job that appeared unannounced meanwhile is what the hub's periodic re-check wakes waiters
-    for, and the agent's next poll leases it.
-    """
+    # Each pass through this view is one step on the database pool: authentication, parsing,
+    # presence and a look for a job. When the look finds nothing and the agent asked to wait, the
+    # view parks the call with `projects.lease_hold` and answers 204; that layer holds the call
+    # below Django, sends it through again when woken (a look after a wake-up, which checks the
+    # token again and goes straight to the claim), and sends the 204 when the wait runs out. A
+    # job that appeared unannounced meanwhile is what the hub's periodic re-check wakes waiters
+    # for, and the agent's next poll leases it.
 
     @extend_schema(
         request=LeaseRequestSerializer,
