@@ -135,12 +135,12 @@ def _note_seen(node: Node, now) -> bool:
     instance took over meanwhile."""
     table = Node._meta.db_table
     same = "instance_id IS NULL" if node.instance_id is None else "instance_id = %s"
-    field = Node._meta.get_field("instance_id")
     params = [
         connection.ops.adapt_datetimefield_value(now),
-        field.get_db_prep_value(node.pk, connection),
+        Node._meta.pk.get_db_prep_value(node.pk, connection),
     ]
     if node.instance_id is not None:
+        field = Node._meta.get_field("instance_id")
         params.append(field.get_db_prep_value(node.instance_id, connection))
     with connection.cursor() as cursor:
         cursor.execute(

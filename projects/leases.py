@@ -76,38 +76,36 @@ def job_kind(*, node: Node, job_id: uuid.UUID | str) -> str:
 # --- Leasing ----------------------------------------------------------------------------------
 
 
-def _tables() -> tuple[str, str, str]:
-    return Job._meta.db_table, Project._meta.db_table, Node._meta.db_table
-
-
 def _node_param(node: Node) -> Any:
     return Job._meta.get_field("node").target_field.get_db_prep_value(node.pk, connection)
 
 
-def claim_query(node: Node, now: datetime) -> tuple[str, list[Any]]:
-    """The claim's SQL and parameters: the project of the oldest leasable job of `node`
-    (`projects.queue.leasable_sql`, which reads the node's `enabled` too), locked, skipping
-    projects another transaction holds. The `job_claim` index serves it in queue order, so the
-    scan stops at the first leasable job however deep the queue.
-    """
-    job, project, node_table = _tables()
-    lock = "FOR UPDATE OF p SKIP LOCKED" if connection.vendor == "postgresql" else ""
+def _leasable_of(node: Node, now: datetime) -> tuple[str, list[Any]]:
+    """`FROM … WHERE` of `node`'s leasable jobs (`j`, joined to their projects `p`), as the
+    claim and the first look both read them (`projects.queue.leasable_sql`, which reads the
+    node's `enabled` too), and its parameters."""
+    job, project, node_table = Job._meta.db_table, Project._meta.db_table, Node._meta.db_table
+    node_id = _node_param(node)
     sql = f"""
-        SELECT j.project_id FROM {job} j JOIN {project} p ON p.id = j.project_id
+        FROM {job} j JOIN {project} p ON p.id = j.project_id
         WHERE j.node_id = %s AND {queue.leasable_sql(job, project, node_table)}
-        ORDER BY j.queued_at
-        LIMIT 1
-        {lock}
-    """  # noqa: S608 - table names come from the models, values are parameters
-    return sql, [_node_param(node), *_leasable_params(node, now)]
-
-
-def _leasable_params(node: Node, now: datetime) -> list[Any]:
-    return queue.leasable_params(
-        _node_param(node),
+    """
+    params = queue.leasable_params(
+        node_id,
         connection.ops.adapt_datetimefield_value(now),
         settings.MAX_RUNNING_JOBS_PER_USER_PER_NODE,
     )
+    return sql, [node_id, *params]
+
+
+def claim_query(node: Node, now: datetime) -> tuple[str, list[Any]]:
+    """The claim's SQL and parameters: the project of the oldest leasable job of `node`,
+    locked, skipping projects another transaction holds. The `job_claim` index serves it in
+    queue order, so the scan stops at the first leasable job however deep the queue.
+    """
+    leasable, params = _leasable_of(node, now)
+    lock = "FOR UPDATE OF p SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    return f"SELECT j.project_id {leasable} ORDER BY j.queued_at LIMIT 1 {lock}", params
 
 
 # The first look's two reads, as fixed SQL: an idle fleet's every poll runs them, and building
@@ -117,11 +115,6 @@ _GIVEN_OR_LAPSED = """
     WHERE node_id = %s AND state = %s
       AND ((lease_request_id = %s AND lease_instance_id = %s) OR lease_expires_at < %s)
     LIMIT 100
-""".strip()
-_ANY_LEASABLE = """
-    SELECT 1 FROM {job} j JOIN {project} p ON p.id = j.project_id
-    WHERE j.node_id = %s AND {leasable}
-    LIMIT 1
 """.strip()
 
 
@@ -148,13 +141,10 @@ def _given_or_lapsed(
 
 
 def _any_leasable(node: Node, now: datetime) -> bool:
-    """Whether `node` has a job it may lease now (`queue.leasable_sql`)."""
-    job, project, node_table = _tables()
-    sql = _ANY_LEASABLE.format(
-        job=job, project=project, leasable=queue.leasable_sql(job, project, node_table)
-    )
+    """Whether `node` has a job it may lease now."""
+    leasable, params = _leasable_of(node, now)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_node_param(node), *_leasable_params(node, now)])
+        cursor.execute(f"SELECT 1 {leasable} LIMIT 1", params)
         return cursor.fetchone() is not None
 
 
