@@ -30,6 +30,7 @@ from rest_framework.views import APIView
 from core.async_db import run_db
 from core.exceptions import Conflict, Invalid
 from core.schema import errors
+from core.serializers import rendered, validated
 from credentials.models import CredentialKind
 from nodes.authentication import AgentTokenAuthentication
 from nodes.models import Node
@@ -320,9 +321,7 @@ class HeartbeatView(AgentView):
         tags=["agent"],
     )
     def post(self, request: Request) -> Response:
-        serializer = HeartbeatRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(HeartbeatRequestSerializer, request.data)
         heartbeat = Heartbeat(
             agent_version=data["agent_version"],
             hostname=data["hostname"],
@@ -337,7 +336,7 @@ class HeartbeatView(AgentView):
             "heartbeat_seconds": settings.LEASE_RENEW_SECONDS,
             "online_window_seconds": settings.NODE_ONLINE_WINDOW,
         }
-        return Response(HeartbeatResponseSerializer(timing).data)
+        return Response(rendered(HeartbeatResponseSerializer, timing))
 
 
 class InstanceOverlap(Conflict):
@@ -373,9 +372,7 @@ class LeaseView(AgentView):
                 "node's token and instance id.",
                 field="instance_id",
             )
-        serializer = LeaseRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(LeaseRequestSerializer, request.data)
         woken = hold is not None and hold.woken
         node_id = str(self.node.pk)
         if not woken:
@@ -383,7 +380,7 @@ class LeaseView(AgentView):
         generation = hub.generation(node_id)
         grant = self._look(data, woken=woken)
         if grant is not None:
-            return Response(LeaseResponseSerializer(grant).data)
+            return Response(rendered(LeaseResponseSerializer, grant))
         wait = data.get("wait", settings.LONG_POLL_DEFAULT_WAIT)
         if wait > 0 and hold is not None:
             hold.park(
@@ -441,16 +438,14 @@ class RenewView(AgentView):
         tags=["agent"],
     )
     def post(self, request: Request, job_id) -> Response:
-        serializer = RenewRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(RenewRequestSerializer, request.data)
         expires_at = leases.renew(
             node=self.node,
             job_id=job_id,
             lease_token=data["lease_token"],
             progress=data.get("progress"),
         )
-        return Response(RenewResponseSerializer({"expires_at": expires_at}).data)
+        return Response(rendered(RenewResponseSerializer, {"expires_at": expires_at}))
 
 
 class ProgressView(AgentView):
@@ -461,16 +456,14 @@ class ProgressView(AgentView):
         tags=["agent"],
     )
     def post(self, request: Request, job_id) -> Response:
-        serializer = ProgressRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(ProgressRequestSerializer, request.data)
         recorded_at = progress.record_progress(
             node=self.node,
             job_id=job_id,
             lease_token=data["lease_token"],
             progress=dict(data["progress"]),
         )
-        return Response(ProgressResponseSerializer({"recorded_at": recorded_at}).data)
+        return Response(rendered(ProgressResponseSerializer, {"recorded_at": recorded_at}))
 
 
 class CompleteView(AgentView):
@@ -481,9 +474,7 @@ class CompleteView(AgentView):
         tags=["agent"],
     )
     def post(self, request: Request, job_id) -> Response:
-        serializer = CompleteRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(CompleteRequestSerializer, request.data)
         result = dict(data["result"]) if "result" in data else None
         if result is not None and not result["commit"]:
             kind = leases.job_kind(node=self.node, job_id=job_id)
@@ -498,7 +489,7 @@ class CompleteView(AgentView):
             result=result,
             error=dict(data["error"]) if "error" in data else None,
         )
-        return Response(CompleteResponseSerializer({"job": job}).data)
+        return Response(rendered(CompleteResponseSerializer, {"job": job}))
 
 
 class ReleaseView(AgentView):
@@ -509,10 +500,8 @@ class ReleaseView(AgentView):
         tags=["agent"],
     )
     def post(self, request: Request, job_id) -> Response:
-        serializer = ReleaseRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(ReleaseRequestSerializer, request.data)
         job = leases.release(
             node=self.node, job_id=job_id, lease_token=data["lease_token"], reason=data["reason"]
         )
-        return Response(CompleteResponseSerializer({"job": job}).data)
+        return Response(rendered(CompleteResponseSerializer, {"job": job}))

@@ -108,44 +108,52 @@ def claim_query(node: Node, now: datetime) -> tuple[str, list[Any]]:
     return f"SELECT j.project_id {leasable} ORDER BY j.queued_at LIMIT 1 {lock}", params
 
 
-# The first look's two reads, as fixed SQL: an idle fleet's every poll runs them, and building
-# and compiling them through the ORM cost more than running them.
-_GIVEN_OR_LAPSED = """
-    SELECT id, project_id, lease_request_id, lease_instance_id FROM {job}
-    WHERE node_id = %s AND state = %s
-      AND ((lease_request_id = %s AND lease_instance_id = %s) OR lease_expires_at < %s)
-    LIMIT 100
+# The first look, as one fixed statement: an idle fleet's every poll runs it, and building and
+# compiling it through the ORM cost more than running it. Its rows are the node's leased jobs
+# given for this request or whose lease ran out, and then one row of NULLs if the node has a job
+# it may lease now.
+_FIRST_LOOK = """
+    SELECT * FROM (
+        SELECT id, project_id, lease_request_id, lease_instance_id FROM {job}
+        WHERE node_id = %s AND state = %s
+          AND ((lease_request_id = %s AND lease_instance_id = %s) OR lease_expires_at < %s)
+        LIMIT 100
+    ) AS given_or_lapsed
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL WHERE EXISTS (SELECT 1 {leasable})
 """.strip()
 
 
-def _given_or_lapsed(
-    node: Node, request_id: str, instance_id: str, now: datetime
-) -> list[tuple[str, str, str, str]]:
-    """(job id, project id, request id, instance id) of `node`'s leased jobs that were given for
-    `request_id` by `instance_id`, or whose lease ran out."""
-    sql = _GIVEN_OR_LAPSED.format(job=Job._meta.db_table)
+@dataclass(frozen=True)
+class _FirstLook:
+    # (job id, project id, request id, instance id) of the node's leased jobs given for this
+    # request by this instance, or whose lease ran out.
+    given_or_lapsed: list[tuple[str, str, str, str]]
+    any_leasable: bool  # whether the node has a job it may lease now
+
+
+def _first_look(node: Node, request_id: str, instance_id: str, now: datetime) -> _FirstLook:
+    leasable, leasable_params = _leasable_of(node, now)
+    sql = _FIRST_LOOK.format(job=Job._meta.db_table, leasable=leasable)
     params = [
         _node_param(node),
         JobState.LEASED.value,
         request_id,
         instance_id,
         connection.ops.adapt_datetimefield_value(now),
+        *leasable_params,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    return [
-        (_uuid(job_id), _uuid(project_id), given_for, given_to)
-        for job_id, project_id, given_for, given_to in rows
-    ]
-
-
-def _any_leasable(node: Node, now: datetime) -> bool:
-    """Whether `node` has a job it may lease now."""
-    leasable, params = _leasable_of(node, now)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT 1 {leasable} LIMIT 1", params)
-        return cursor.fetchone() is not None
+    return _FirstLook(
+        given_or_lapsed=[
+            (_uuid(job_id), _uuid(project_id), given_for, given_to)
+            for job_id, project_id, given_for, given_to in rows
+            if job_id is not None
+        ],
+        any_leasable=any(job_id is None for job_id, *_ in rows),
+    )
 
 
 def _uuid(value: Any) -> str:
@@ -180,22 +188,21 @@ def lease(*, node: Node, request_id: str, instance_id: str, woken: bool = False)
     """Leases the next job of `node`, or returns the lease already given for `request_id`.
 
     A first look answers a retried `request_id`, expires the node's lapsed leases, and, when
-    nothing is due (the usual answer to an idle fleet's polls), returns after two reads without
+    nothing is due (the usual answer to an idle fleet's polls), returns after one read without
     opening a write transaction. `woken` is for a long poll's looks after its first, when a
     wake-up says work may have appeared: those go straight to the claim. A disabled node is
     given no new work (only the answer to a retried `request_id`).
     """
     if not woken:
         now = timezone.now()
-        # One query for both: the lease already given for this request, and lapsed leases.
-        rows = _given_or_lapsed(node, request_id, str(instance_id), now)
-        for job_id, project_id, given_for, given_to in rows:
+        look = _first_look(node, request_id, str(instance_id), now)
+        for job_id, project_id, given_for, given_to in look.given_or_lapsed:
             if (given_for, given_to) == (request_id, str(instance_id)):
                 state = projection.load(project_id, job_ids=[job_id])
                 return Grant(job=state.jobs[job_id], project=state)
-        expired = _expire([(job_id, project_id) for job_id, project_id, *_ in rows], now)
-        if not expired and not _any_leasable(node, now):
-            return None  # an idle node's poll: two reads, no transaction
+        lapsed = [(job_id, project_id) for job_id, project_id, *_ in look.given_or_lapsed]
+        if not _expire(lapsed, now) and not look.any_leasable:
+            return None  # an idle node's poll: one read, no transaction
     for _ in range(5):
         now = timezone.now()
         with transaction.atomic():
