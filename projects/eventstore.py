@@ -5,8 +5,9 @@ numbers out when rows are inserted, not when they commit. So that a reader of th
 skips an event that commits late, every append on PostgreSQL takes `LOCK TABLE … IN EXCLUSIVE
 MODE` on the event table just before inserting: appends commit one at a time in position order,
 while plain `SELECT`s (ACCESS SHARE) are not blocked. SQLite serialises all writes anyway. The
-lock is the last thing an append takes, after the projections are written, so that it is held
-for two statements (the `INSERT` and the `COMMIT`) rather than across the whole write.
+lock is the last thing an append takes, after the projections are written, and is sent in the
+`INSERT`'s round trip, so that it is held for two round trips (the `INSERT` and the `COMMIT`)
+rather than across the whole write.
 
 Optimistic concurrency: the projection's project row is updated only while it is still at the
 expected version (compare and set), and `UNIQUE(project_id, version)` on the log backs that up;
@@ -40,13 +41,16 @@ from projects.models import Event
 
 MAX_RETRIES = 8
 
-# Called inside the appending transaction with the project id after every append that stored
-# events (the watch API's wake-ups register here, so this module imports no waker).
-_append_listeners: list[Callable[[str], None]] = []
+# Called inside the appending transaction with the project id in every append that stores
+# events, just before the INSERT; each returns statements to run with the INSERT, in its round
+# trip (the watch API's wake-ups register here with their NOTIFY, so this module imports no
+# waker).
+_append_listeners: list[Callable[[str], list[fixed_sql.Statement]]] = []
 
 
-def on_append(listener: Callable[[str], None]) -> None:
-    """Calls `listener(project_id)` inside every transaction that appends events."""
+def on_append(listener: Callable[[str], list[fixed_sql.Statement]]) -> None:
+    """Calls `listener(project_id)` inside every transaction that appends events; the
+    statements it returns run just before the events' INSERT, in the same round trip."""
     if listener not in _append_listeners:
         _append_listeners.append(listener)
 
@@ -64,10 +68,10 @@ class Appended:
     positions: list[int]
 
 
-def _lock_feed() -> None:
+def _feed_lock() -> list[fixed_sql.Statement]:
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"LOCK TABLE {Event._meta.db_table} IN EXCLUSIVE MODE")
+        return [(f"LOCK TABLE {Event._meta.db_table} IN EXCLUSIVE MODE", [])]
+    return []
 
 
 def append(
@@ -116,13 +120,12 @@ def append(
             }
             for recorded in stored
         ]
-        # Before the feed lock, so that the lock still covers only the INSERT and the COMMIT;
-        # what the listeners queue (NOTIFY, on-commit wakes) is dropped if the insert fails.
-        for listener in _append_listeners:
-            listener(project_id)
-        _lock_feed()
+        # The listeners' statements (NOTIFY), then the feed lock, then the INSERT, in one round
+        # trip, so that the lock covers only the INSERT and the COMMIT; what the listeners
+        # queue (NOTIFY, on-commit wakes) is dropped if the insert fails.
+        along = [statement for listener in _append_listeners for statement in listener(project_id)]
         try:
-            positions = fixed_sql.insert(Event, rows)
+            positions = fixed_sql.insert(Event, rows, along=[*along, *_feed_lock()])
         except IntegrityError as exc:
             raise ConcurrencyError(
                 f"Project {project_id} was changed concurrently at version {expected_version}."

@@ -234,10 +234,21 @@ def _insert_sql(vendor: str, model: type[Model], rows: int, returning: bool) -> 
     return sql
 
 
-def insert(model: type[Model], rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+# A statement to run before an `INSERT`, in its round trip: SQL and its parameters.
+Statement = tuple[str, Sequence[Any]]
+
+
+def insert(
+    model: type[Model], rows: Sequence[Mapping[str, Any]], *, along: Sequence[Statement] = ()
+) -> list[Any]:
     """Inserts `rows` (attribute names to values; a missing column takes its field's default,
     as `Model.objects.create` gives it). Returns the primary keys the database assigned, in
-    order, when the model's key is database-assigned (the event log's positions)."""
+    order, when the model's key is database-assigned (the event log's positions).
+
+    `along` are statements to run first (the event log's `NOTIFY` and lock): on PostgreSQL in
+    the first `INSERT`'s round trip, as one query string (Django's psycopg cursors bind
+    parameters on the client, which allows several statements per call); elsewhere one by one.
+    """
     db = _db()
     names = _inserted_names(model)
     fields = _fields(model)
@@ -247,6 +258,11 @@ def insert(model: type[Model], rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     per_statement = 1 if auto and not returning else _ROWS_PER_INSERT
     keys: list[Any] = []
     with db.cursor() as cursor:
+        first: list[Statement] = list(along)
+        if first and not _takes_several_statements(db):
+            for sql, params in first:
+                cursor.execute(sql, params)
+            first = []
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             params = [
@@ -256,7 +272,14 @@ def insert(model: type[Model], rows: Sequence[Mapping[str, Any]]) -> list[Any]:
                 for row in chunk
                 for name in names
             ]
-            cursor.execute(_insert_sql(db.vendor, model, len(chunk), returning), params)
+            sql = _insert_sql(db.vendor, model, len(chunk), returning)
+            if first:
+                sql = "; ".join([*(before for before, _ in first), sql])
+                params = [*(value for _, values in first for value in values), *params]
+            cursor.execute(sql, params)
+            for _ in first:
+                cursor.nextset()  # past the results of the statements sent along
+            first = []
             if returning:
                 keys += [key for (key,) in cursor.fetchall()]
             elif auto:
@@ -264,3 +287,9 @@ def insert(model: type[Model], rows: Sequence[Mapping[str, Any]]) -> list[Any]:
                     db.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)
                 )
     return keys
+
+
+def _takes_several_statements(db) -> bool:
+    """Whether one `execute` may carry several statements with parameters: PostgreSQL with
+    client-side binding (Django's default; `server_side_binding` turns it off)."""
+    return db.vendor == "postgresql" and not db.settings_dict["OPTIONS"].get("server_side_binding")
