@@ -49,6 +49,7 @@ from bench.common import (
     AgentConnection,
     ServerProcess,
     bench_site,
+    cpu_seconds,
     database_url,
     emit,
     header,
@@ -56,6 +57,7 @@ from bench.common import (
     make_nodes,
     process_status,
     raise_open_files_limit,
+    server_processes,
     stop_on_sigterm,
     success_report,
     summary,
@@ -327,40 +329,6 @@ def backoff_delay(failures: int) -> float:
 
 
 # --- The server's processes from outside --------------------------------------------------------
-
-
-def server_processes(master: int) -> dict[int, str]:
-    """The uvicorn master and every process below it, by pid, with its role."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    ppid = int(stat.read().rpartition(")")[2].split()[1])
-            except OSError:
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    roles, pending = {master: "master"}, list(children.get(master, []))
-    while pending:
-        pid = pending.pop()
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        roles[pid] = "resource_tracker" if "resource_tracker" in command else "worker"
-        pending.extend(children.get(pid, []))
-    return roles
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process so far (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _socket_inodes(pid: int) -> set[str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import tempfile
 import time
@@ -31,6 +30,7 @@ from bench.common import (
     AgentConnection,
     ServerProcess,
     bench_site,
+    cpu_seconds,
     database_connections,
     database_url,
     emit,
@@ -128,19 +128,13 @@ async def wait_until_held(server: ServerProcess, count: int, patience: float) ->
     return held
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def observe(site, server: ServerProcess, fleet: IdleFleet, seconds: float) -> dict:
     """Samples memory, connections and descriptors while a measurement runs; and how busy the
     server was (CPU, idle re-polls answered)."""
     pid = server.process.pid
     rss, connections, fds = [], [], []
     by_state: dict = {}
-    started, cpu, polls = time.monotonic(), _cpu_seconds(pid), fleet.polls
+    started, cpu, polls = time.monotonic(), cpu_seconds(pid), fleet.polls
     gc_before = await asyncio.to_thread(gc_pauses, server.url)
     end = started + seconds
     while True:
@@ -165,7 +159,7 @@ async def observe(site, server: ServerProcess, fleet: IdleFleet, seconds: float)
         "db_connections_max": max(connections),
         "db_connections_median": sorted(connections)[len(connections) // 2],
         "db_connections_at_max": by_state,
-        "server_cpu_percent": round(100 * (_cpu_seconds(pid) - cpu) / elapsed, 1),
+        "server_cpu_percent": round(100 * (cpu_seconds(pid) - cpu) / elapsed, 1),
         "idle_repolls_per_s": round((fleet.polls - polls) / elapsed, 1),
         # The server's garbage collector meanwhile: full (generation 2) collections, their
         # total pause, and pauses of any generation over 100 ms.

@@ -25,6 +25,7 @@ from bench.common import (
     AgentConnection,
     ServerProcess,
     bench_site,
+    cpu_seconds,
     database_url,
     emit,
     header,
@@ -32,6 +33,7 @@ from bench.common import (
     make_nodes,
     ratio,
     run_django,
+    server_processes,
     site_query,
     stop_on_sigterm,
     success_report,
@@ -160,9 +162,12 @@ def run(args: argparse.Namespace) -> None:
                 ("concurrent", fleet, args.jobs_per_agent),
             ):
                 before = event_count(site)
+                processes = server_processes(server.process.pid)
+                cpu_before = {pid: cpu_seconds(pid) for pid in processes}
                 phase, elapsed = asyncio.run(
                     run_phase(server.url, group, instances, args.seconds, jobs)
                 )
+                server_cpu = sum(cpu_seconds(pid) - cpu for pid, cpu in cpu_before.items())
                 appended = event_count(site) - before
                 rows[name] = {
                     "phase": name,
@@ -177,6 +182,9 @@ def run(args: argparse.Namespace) -> None:
                     "lease": summary(phase.lease_ms),
                     "complete": summary(phase.complete_ms),
                     "agents_ran_dry": phase.ran_dry,
+                    # CPU the server's processes spent per cycle: what a host's speed and
+                    # load change least, so what compares across runs and machines.
+                    "server_cpu_ms_per_cycle": round(1000 * server_cpu / max(1, phase.cycles), 2),
                 }
                 emit(rows[name])
             concurrent, baseline = rows["concurrent"], rows["baseline"]
