@@ -127,10 +127,13 @@ else:
     # Under ASGI a request's connection lives in a short-lived thread, so persistent connections
     # would leak; a per-process pool hands connections out and takes them back instead.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    # With a pool, Django turns this into psycopg_pool's `check=ConnectionPool.check_connection`:
-    # a pooled connection is tried (an empty query) before it is handed out, so one that a
-    # database restart closed is replaced instead of failing the request that takes it.
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A pooled connection is checked before it is handed out, so one that a database restart
+    # closed is replaced instead of failing the request that takes it. The backend
+    # `core.postgresql` (Django's, with its own check) costs a round trip only when the server
+    # has said something; Django's CONN_HEALTH_CHECKS would send an empty query every time.
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["ENGINE"] = "core.postgresql"
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
         "max_size": env.int("DB_POOL_MAX_SIZE", default=10),

@@ -28,7 +28,7 @@ from projects.selectors import nodes_with_leasable_jobs
 logger = logging.getLogger(__name__)
 
 CHANNEL = "gitfleet_jobs"
-_POSTGRESQL = "django.db.backends.postgresql"
+_POSTGRESQL = {"django.db.backends.postgresql", "core.postgresql"}
 ALL_NODES = "*"
 # Seconds between the listener's reconnection attempts: doubling from the first to the most.
 _FIRST_BACKOFF = 0.2
@@ -174,7 +174,7 @@ class Hub:
     def _ensure_listener(self, loop: asyncio.AbstractEventLoop) -> None:
         # The engine from the settings, not `connection.vendor`: on the event loop every
         # request's context would get a database wrapper of its own just to answer that.
-        if connections.settings[DEFAULT_DB_ALIAS]["ENGINE"] != _POSTGRESQL:
+        if connections.settings[DEFAULT_DB_ALIAS]["ENGINE"] not in _POSTGRESQL:
             return
         listener = self._listener
         if listener is not None and not listener.done() and listener.get_loop() is loop:
