@@ -115,17 +115,6 @@ def _select_project(vendor: str, names: tuple[str, ...], lock: bool) -> tuple[st
     return f"SELECT {reader.columns} FROM {table} WHERE {pk} = %s{lock_sql}", reader  # noqa: S608
 
 
-def project_row(project_id: Any, names: Sequence[str], *, lock: bool = False) -> Row | None:
-    """The `names` columns of the project row, or None; `lock` takes its row lock
-    (`SELECT … FOR UPDATE`, PostgreSQL; SQLite's write transaction serialises anyway)."""
-    db = _db()
-    sql, reader = _select_project(db.vendor, tuple(names), lock)
-    with db.cursor() as cursor:
-        cursor.execute(sql, [_lookup_value(db, Project, "id", project_id)])
-        row = cursor.fetchone()
-    return None if row is None else reader.row(db, row)
-
-
 @cache
 def _select_jobs(vendor: str, names: tuple[str, ...], states: int, ids: int) -> tuple[str, _Reader]:
     reader = _Reader(Job, names)
@@ -140,22 +129,36 @@ def _select_jobs(vendor: str, names: tuple[str, ...], states: int, ids: int) -> 
     return sql, reader
 
 
-def job_rows(
-    project_id: Any, names: Sequence[str], *, states: Collection[str], job_ids: Sequence[Any]
-) -> list[Row]:
-    """The `names` columns of the project's jobs that are in one of `states` or named in
-    `job_ids` (valid UUIDs), in queue order."""
+def project_with_jobs(
+    project_id: Any,
+    project_names: Sequence[str],
+    job_names: Sequence[str],
+    *,
+    states: Collection[str],
+    job_ids: Sequence[Any],
+    lock: bool = False,
+) -> tuple[Row | None, list[Row]]:
+    """The `project_names` columns of the project row (None if there is none), and the
+    `job_names` columns of its jobs that are in one of `states` or named in `job_ids` (valid
+    UUIDs), in queue order: in one round trip where the database allows (`run_together`).
+    `lock` takes the project's row lock first (`SELECT … FOR UPDATE`, PostgreSQL; SQLite's
+    write transaction serialises anyway)."""
     db = _db()
+    project_sql, project_reader = _select_project(db.vendor, tuple(project_names), lock)
     state_values = sorted(str(state) for state in states)
-    sql, reader = _select_jobs(db.vendor, tuple(names), len(state_values), len(job_ids))
-    params = [
+    jobs_sql, jobs_reader = _select_jobs(
+        db.vendor, tuple(job_names), len(state_values), len(job_ids)
+    )
+    project_key = _lookup_value(db, Project, "id", project_id)
+    jobs_params = [
         _lookup_value(db, Job, "project_id", project_id),
         *state_values,
         *(_lookup_value(db, Job, "id", job_id) for job_id in job_ids),
     ]
-    with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [reader.row(db, row) for row in cursor.fetchall()]
+    projects, jobs = run_together([(project_sql, [project_key]), (jobs_sql, jobs_params)])
+    if not projects:
+        return None, []
+    return project_reader.row(db, projects[0]), [jobs_reader.row(db, row) for row in jobs]
 
 
 @cache
@@ -259,7 +262,7 @@ def insert(
     keys: list[Any] = []
     with db.cursor() as cursor:
         first: list[Statement] = list(along)
-        if first and not _takes_several_statements(db):
+        if first and not takes_several_statements(db):
             for sql, params in first:
                 cursor.execute(sql, params)
             first = []
@@ -289,7 +292,31 @@ def insert(
     return keys
 
 
-def _takes_several_statements(db) -> bool:
+def takes_several_statements(db: BaseDatabaseWrapper) -> bool:
     """Whether one `execute` may carry several statements with parameters: PostgreSQL with
     client-side binding (Django's default; `server_side_binding` turns it off)."""
     return db.vendor == "postgresql" and not db.settings_dict["OPTIONS"].get("server_side_binding")
+
+
+def run_together(statements: Sequence[Statement]) -> list[list[tuple]]:
+    """Runs `statements` in order in one transaction's flow and returns each one's rows ([]
+    for a statement that returns none): in one round trip where one call may carry several
+    statements (`takes_several_statements`), else one by one. Each statement still sees what
+    the ones before it did and, in READ COMMITTED, what committed before it started."""
+    db = _db()
+    results: list[list[tuple]] = []
+    with db.cursor() as cursor:
+        if takes_several_statements(db) and len(statements) > 1:
+            cursor.execute(
+                "; ".join(sql for sql, _ in statements),
+                [value for _, values in statements for value in values],
+            )
+            for index in range(len(statements)):
+                if index:
+                    cursor.nextset()
+                results.append(cursor.fetchall() if cursor.description else [])
+            return results
+        for sql, params in statements:
+            cursor.execute(sql, params)
+            results.append(cursor.fetchall() if cursor.description else [])
+    return results

@@ -172,16 +172,15 @@ def _claim_candidate(node: Node, now: datetime) -> str | None:
     of the transaction: the claim counts the owner's leased jobs, and two claims counting at
     once would each miss the other's lease and break the per-person limit. The claim's own
     statement starts after the lock is granted, so it sees the lease the previous one
-    committed. SQLite's `BEGIN IMMEDIATE` serialises the claims already.
+    committed; both go in one round trip (`fixed_sql.run_together`). SQLite's `BEGIN
+    IMMEDIATE` serialises the claims already.
     """
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_CLAIM_LOCK_CLASS, str(node.pk)]
-            )
-        cursor.execute(*claim_query(node, now))
-        row = cursor.fetchone()
-    return _uuid(row[0]) if row else None
+    statements = [claim_query(node, now)]
+    if connection.vendor == "postgresql":
+        lock = ("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_CLAIM_LOCK_CLASS, str(node.pk)])
+        statements.insert(0, lock)
+    rows = fixed_sql.run_together(statements)[-1]
+    return _uuid(rows[0][0]) if rows else None
 
 
 def lease(*, node: Node, request_id: str, instance_id: str, woken: bool = False) -> Grant | None:

@@ -86,15 +86,16 @@ def load(project_id: uuid.UUID | str, *, job_ids: Iterable[str] = (), lock: bool
     """The decider's state of a project from its projection: the project, its open jobs and
     the jobs named in `job_ids`. `lock` takes the stream's row lock (PostgreSQL) first.
     """
-    row = fixed_sql.project_row(project_id, _LOADED_PROJECT_COLUMNS, lock=lock)
-    if row is None:
-        return domain.initial_state(str(project_id))
-    jobs = fixed_sql.job_rows(
-        row["id"],
+    row, jobs = fixed_sql.project_with_jobs(
+        project_id,
+        _LOADED_PROJECT_COLUMNS,
         _LOADED_JOB_COLUMNS,
         states=queue.OPEN_JOB_STATES,
         job_ids=_valid_uuids(str(job_id) for job_id in job_ids),
+        lock=lock,
     )
+    if row is None:
+        return domain.initial_state(str(project_id))
     values = _stored_project_values(row)
     values["status"] = domain.ProjectStatus(row["status"])
     return domain.Project(
