@@ -9,16 +9,22 @@ the sparse-checkout patterns themselves (cone mode, in `.git/info/sparse-checkou
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from agent import lfs, submodules
 from agent.config import AgentConfig
 from agent.errors import JobFailure
 from agent.git import Git
+from agent.listing import Listing, list_head
 from agent.validation import Job
+from agent.worktree import read_small_file
 from gitpolicy import UrlPolicy, is_commit_id, parse_git_url
 
 SPARSE_FILE = os.path.join(".git", "info", "sparse-checkout")
+HEAD_MAX_BYTES = 1024
+# A detached HEAD as the files backend writes it: the commit id (SHA-1 or SHA-256) alone.
+_DETACHED_HEAD = re.compile(rb"(?:[0-9a-f]{40}|[0-9a-f]{64})\n")
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,8 @@ class Extras:
     submodules: int = 0
     submodules_skipped: int = 0
     lfs_files: int = 0
+    # HEAD's entries as listed to count the submodules, for the workspace summary.
+    head: Listing | None = None
 
 
 def policy(config: AgentConfig) -> UrlPolicy:
@@ -64,18 +72,54 @@ def resolve(job: Job, git: Git, *, cwd: str) -> Resolved:
         return Resolved(job.ref, "branch")
     if f"refs/tags/{job.ref}" in names:
         return Resolved(job.ref, "tag")
-    raise JobFailure("branch_not_found", f"{job.ref} is neither a branch nor a tag of the remote")
+    raise _neither_branch_nor_tag(job.ref)
 
 
-def clone_args(job: Job, resolved: Resolved, config: AgentConfig) -> list[str]:
+def clone(job: Job, config: AgentConfig, git: Git, repo: str, *, cwd: str) -> Resolved:
+    """Clone into the empty folder `repo`, files not checked out yet, and say what was cloned.
+
+    A branch or tag is looked up by `git clone --branch` itself, which takes a branch over a
+    tag of the same name as `resolve` does, so no `ls-remote` (a connection and a git process
+    of its own) goes before it; a ref that is neither fails `branch_not_found` as in `resolve`.
+    """
+    try:
+        git.run(*clone_args(job, config), "--", job.git_url, repo, cwd=cwd)
+    except JobFailure as failure:
+        if failure.code == "branch_not_found" and not is_commit_id(job.ref):
+            raise _neither_branch_nor_tag(job.ref) from None
+        raise
+    if is_commit_id(job.ref):
+        return Resolved(job.ref, "commit")
+    return _cloned_ref(job, git, repo)
+
+
+def _cloned_ref(job: Job, git: Git, repo: str) -> Resolved:
+    """Whether `git clone --branch` found `job.ref` as a branch (HEAD on it) or as a tag (HEAD
+    detached at it). Read from the `.git/HEAD` the clone has just written, in either form the
+    files backend writes; anything else is asked of git."""
+    head = read_small_file(repo, ".git/HEAD", HEAD_MAX_BYTES)
+    if head == f"ref: refs/heads/{job.ref}\n".encode():
+        return Resolved(job.ref, "branch")
+    if head is None or not _DETACHED_HEAD.fullmatch(head):
+        symbolic = git.run("symbolic-ref", "--quiet", "HEAD", repo=repo, check=False)
+        if symbolic.stdout.strip() == f"refs/heads/{job.ref}":
+            return Resolved(job.ref, "branch")
+    return Resolved(job.ref, "tag")
+
+
+def _neither_branch_nor_tag(ref: str) -> JobFailure:
+    return JobFailure("branch_not_found", f"{ref} is neither a branch nor a tag of the remote")
+
+
+def clone_args(job: Job, config: AgentConfig) -> list[str]:
     """The `git clone` options: no files yet, one branch or tag unless a commit is wanted."""
     symlinks = "true" if config.git_symlinks else "false"
     args = ["clone", "--progress", "--no-recurse-submodules", "--no-checkout", "--template="]
     args.append(f"--config=core.symlinks={symlinks}")
     if config.checkout_gid is not None:
         args.append("--config=core.sharedRepository=group")
-    if resolved.kind != "commit":
-        args += ["--single-branch", f"--branch={resolved.ref}"]
+    if not is_commit_id(job.ref):
+        args += ["--single-branch", f"--branch={job.ref}"]
     if job.depth is not None:
         args.append(f"--depth={job.depth}")
     if job.filter:
@@ -125,16 +169,17 @@ def extras(job: Job, config: AgentConfig, git: Git, repo: str) -> Extras:
     url_policy = policy(config)
     parent = parse_git_url(job.git_url, url_policy)
     fetched = skipped = 0
+    head = list_head(git, repo)
     if job.submodules == "recursive":
         fetched = submodules.update(git, repo, parent, url_policy)
     else:
-        skipped = len(submodules.gitlinks(git, repo))
+        skipped = len(head.gitlinks)
     replaced = 0
     # The endpoint is looked at only when there is something to fetch from it.
     if job.lfs and lfs.pointers(git, repo):
         endpoint = lfs.endpoint(git, repo, job.git_url, url_policy)
         replaced = lfs.download(git, repo, endpoint, url_policy, config, git.http_auth)
-    return Extras(submodules=fetched, submodules_skipped=skipped, lfs_files=replaced)
+    return Extras(submodules=fetched, submodules_skipped=skipped, lfs_files=replaced, head=head)
 
 
 def current(git: Git, repo: str) -> Resolved:

@@ -32,6 +32,7 @@ from agent.config import AgentConfig
 from agent.credentials import HttpAuth, url_origin
 from agent.errors import JobFailure
 from agent.git import Git, Progress
+from agent.listing import Listing, list_index
 from agent.worktree import read_small_file, replace_file
 from gitpolicy import UrlPolicy, check_resolved_host, parse_git_url, validate_lfs_url
 
@@ -106,22 +107,15 @@ def check_url(url: str, policy: UrlPolicy) -> None:
         raise JobFailure("lfs_url_refused", f"LFS URL {_shown(url)} refused: {exc}") from None
 
 
-def lfs_files(git: Git, repo: str) -> dict[str, int]:
-    """The tracked regular files that the LFS filter covers: path -> file mode. Only a
-    `.gitattributes` can name the filter here (the agent writes no info/attributes and reads
-    no global config), so a repository without one is not asked about every path."""
-    listing = git.run("ls-files", "-z", "--stage", repo=repo).stdout
-    candidates: dict[str, int] = {}
-    has_attributes = False
-    for entry in listing.split("\0"):
-        if not entry:
-            continue
-        info, _, path = entry.partition("\t")
-        has_attributes = has_attributes or path.rpartition("/")[2] == ".gitattributes"
-        mode = info.split(" ", 1)[0]
-        if mode in ("100644", "100755"):
-            candidates[path] = 0o755 if mode == "100755" else 0o644
-    if not candidates or not has_attributes:
+def lfs_files(git: Git, repo: str, index: Listing | None = None) -> dict[str, int]:
+    """The tracked regular files that the LFS filter covers: path -> file mode; `index`: the
+    index's entries when the job has listed them already. Only a `.gitattributes` can name the
+    filter here (the agent writes no info/attributes and reads no global config), so a
+    repository without one is not asked about every path."""
+    if index is None:
+        index = list_index(git, repo)
+    candidates = index.regular_files
+    if not candidates or not index.has_attributes:
         return {}
     return {path: candidates[path] for path in _lfs_filtered(git, repo, list(candidates))}
 
@@ -137,11 +131,13 @@ def pointers(git: Git, repo: str, files: dict[str, int] | None = None) -> list[P
     return found
 
 
-def summary(git: Git, repo: str, *, listed: int = 20) -> dict[str, Any] | None:
+def summary(
+    git: Git, repo: str, index: Listing | None = None, *, listed: int = 20
+) -> dict[str, Any] | None:
     """The workspace summary's `lfs` entry: how many tracked files are LFS files and which
     still hold a pointer (a checkout made without LFS, or objects never downloaded); None for
-    a repository without LFS files."""
-    files = lfs_files(git, repo)
+    a repository without LFS files. `index`: the index's entries when listed already."""
+    files = lfs_files(git, repo, index)
     if not files:
         return None
     left = sorted(p.path for p in pointers(git, repo, files))

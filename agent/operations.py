@@ -145,7 +145,6 @@ def clone(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
         raise JobFailure("target_exists", f"{job.target_path} already exists with other content")
     _check_resolved_host(job, config)
     checkout.prepare(job, git)
-    resolved = checkout.resolve(job, git, cwd=root)
     temp = child_path(root, f"{TEMP_PREFIX}{job.id}-{secrets.token_hex(4)}")
     try:
         os.mkdir(temp)
@@ -154,8 +153,7 @@ def clone(job: Job, config: AgentConfig, git: Git, started: float) -> JobResult:
     except OSError as exc:
         raise failure_from_os_error(exc, f"cannot create a folder in {root}") from None
     try:
-        args = checkout.clone_args(job, resolved, config)
-        git.run(*args, "--", job.git_url, temp, cwd=root)
+        resolved = checkout.clone(job, config, git, temp, cwd=root)
         extras = checkout.finish_clone(job, resolved, config, git, temp)
         if lstat_or_none(target) is not None:
             raise JobFailure("target_exists", f"{job.target_path} appeared while cloning")
@@ -328,14 +326,16 @@ def _checkout_result(
     fresh: bool = False,
 ) -> JobResult:
     """The job's result and the checkout's workspace summary; `fresh` for a checkout this job
-    made, which is clean by construction (see `workspace.inspect`)."""
-    commit = git.run("rev-parse", "--verify", "HEAD^{commit}", repo=target).stdout.strip()
-    branch = git.run("symbolic-ref", "--quiet", "--short", "HEAD", repo=target, check=False)
-    state = workspace.inspect(git, target, branch.stdout.strip() or job.branch, fresh=fresh)
+    made, which is clean by construction and whose index is HEAD's tree, so the entries the
+    extras listed serve the summary too (see `workspace.inspect`)."""
     extras = extras or checkout.Extras()
+    upstream = resolved.ref if resolved.kind == "branch" else job.branch
+    head = workspace.read_head(git, target, upstream=upstream, default=job.branch)
+    entries = extras.head if fresh else None
+    state = workspace.inspect(git, target, head, fresh=fresh, entries=entries)
     return JobResult(
-        commit=commit,
-        branch=branch.stdout.strip(),
+        commit=head.commit,
+        branch=head.branch,
         local_path=target,
         duration_ms=_ms_since(started),
         size_bytes=int(state["size_bytes"]),

@@ -17,6 +17,7 @@ from typing import Any
 
 from agent.errors import JobFailure
 from agent.git import Git
+from agent.listing import Listing, list_head
 from agent.paths import UnsafePath
 from agent.worktree import open_folder
 from gitpolicy import (
@@ -40,13 +41,7 @@ class Submodule:
 
 def gitlinks(git: Git, repo: str) -> dict[str, str]:
     """The commit's submodule entries (mode 160000): path -> commit id."""
-    listing = git.run("ls-tree", "-r", "-z", "HEAD", repo=repo).stdout
-    links = {}
-    for entry in listing.split("\0"):
-        info, _, path = entry.partition("\t")
-        if info.startswith("160000 commit "):
-            links[path] = info.split(" ")[2]
-    return links
+    return list_head(git, repo).gitlinks
 
 
 def plan(git: Git, repo: str, parent: GitUrl, policy: UrlPolicy) -> list[Submodule]:
@@ -125,11 +120,14 @@ def update(git: Git, repo: str, parent: GitUrl, policy: UrlPolicy, *, level: int
     return count
 
 
-def summary(git: Git, repo: str, *, listed: int = 20) -> dict[str, Any] | None:
+def summary(
+    git: Git, repo: str, head: Listing | None = None, *, listed: int = 20
+) -> dict[str, Any] | None:
     """The workspace summary's `submodules` entry: how many the commit has, how many are
     initialised, and for each (up to `listed`) the commit recorded and the one checked out
-    (None when not initialised); None for a commit without submodules."""
-    links = gitlinks(git, repo)
+    (None when not initialised); None for a commit without submodules. `head`: HEAD's entries
+    when the job has listed them already."""
+    links = (head if head is not None else list_head(git, repo)).gitlinks
     if not links:
         return None
     modules = []

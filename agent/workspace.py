@@ -29,6 +29,7 @@ from typing import Any
 from agent import lfs, submodules
 from agent.errors import JobFailure
 from agent.git import Git
+from agent.listing import Listing
 from agent.paths import tree_size
 
 # Paths and commits listed in a status or a failure message; the counts are always whole.
@@ -41,16 +42,28 @@ _IDENTITY = {
     "GIT_COMMITTER_EMAIL": "gitfleet@localhost",
 }
 
-# Summaries a checkout may have beyond its files: each takes the job's Git and the checkout
-# and returns a JSON-able summary, or None when it does not apply (no LFS files, no
-# submodules), in which case the key is left out.
-Summary = Callable[[Git, str], dict[str, Any] | None]
+# Summaries a checkout may have beyond its files: each takes the job's Git, the checkout and
+# its entries when the job has listed them already (see `inspect`), and returns a JSON-able
+# summary, or None when it does not apply (no LFS files, no submodules), in which case the key
+# is left out.
+Summary = Callable[[Git, str, Listing | None], dict[str, Any] | None]
 SUMMARIES: dict[str, Summary] = {
     # {"files": 2, "pointers_left": 0, "paths_left": []}
     "lfs": lfs.summary,
     # {"count": 1, "initialised": 1, "modules": [{"path", "commit", "checked_out"}]}
     "submodules": submodules.summary,
 }
+
+
+@dataclass(frozen=True)
+class Head:
+    """Where a checkout's HEAD is, as a job's result and its summary report it."""
+
+    commit: str
+    branch: str  # as `git symbolic-ref --short HEAD` names it; "" when detached
+    upstream: str  # the branch ahead/behind count against: `branch`, or the project's
+    # The commit of `refs/remotes/origin/<upstream>` when it was read with HEAD, else None.
+    upstream_commit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,22 +125,47 @@ def local_work(git: Git, target: str) -> LocalWork:
     return LocalWork(changed=changed_paths(git, target), unpushed=commits)
 
 
-def inspect(git: Git, target: str, branch: str, *, fresh: bool = False) -> dict[str, Any]:
+def read_head(git: Git, target: str, *, upstream: str, default: str) -> Head:
+    """HEAD's commit and branch and, in the same `git rev-parse`, the commit of
+    `refs/remotes/origin/<upstream>`, the upstream HEAD is expected to have (that of its branch,
+    or of `default`, the project's branch, which a detached HEAD is counted against).
+
+    `--revs-only` leaves out whatever does not resolve (a missing remote-tracking branch, a
+    HEAD that is not a commit, an ambiguous name), so only an answer of three lines is taken;
+    any other is asked again one question per command, as it always was.
+    """
+    answer = git.run(
+        "rev-parse", "--revs-only", "HEAD^{commit}", f"refs/remotes/origin/{upstream}^{{commit}}",
+        "--abbrev-ref=loose", "HEAD", repo=target, check=False,
+    )  # fmt: skip
+    lines = answer.stdout.splitlines()
+    if answer.returncode == 0 and len(lines) == 3:
+        commit, tracked, name = lines
+        # `--abbrev-ref=loose` shortens as `git symbolic-ref --short` does, and names a
+        # detached HEAD "HEAD" (HEAD on a branch named HEAD is ambiguous to it: no line).
+        branch = "" if name == "HEAD" else name
+        actual = branch or default
+        return Head(commit, branch, actual, tracked if actual == upstream else None)
+    commit = git.run("rev-parse", "--verify", "HEAD^{commit}", repo=target).stdout.strip()
+    named = git.run("symbolic-ref", "--quiet", "--short", "HEAD", repo=target, check=False)
+    branch = named.stdout.strip()
+    return Head(commit, branch, branch or default)
+
+
+def inspect(
+    git: Git, target: str, head: Head, *, fresh: bool = False, entries: Listing | None = None
+) -> dict[str, Any]:
     """The workspace summary the project's status shows: dirty paths, ahead/behind its
     upstream, size, and the summaries of `SUMMARIES` that apply.
 
     `fresh`: the checkout was just made by this job (a new folder, git's own checkout, LFS
     files put in place with the index updated), so nothing in it is changed or untracked, and
     `git status` is not run: every file was written in the same second as the index, so git
-    would hash each one again to be sure (0.15 s for 80 MiB), on every clone."""
+    would hash each one again to be sure (0.15 s for 80 MiB), on every clone.
+    `entries`: HEAD's entries, listed already, when the index holds the same (a fresh clone:
+    `read-tree -mu HEAD` wrote it), for the summaries; else each lists what it reads."""
     changed = [] if fresh else changed_paths(git, target)
-    ahead = behind = None
-    tracking = f"refs/remotes/origin/{branch}"
-    counts = git.run(
-        "rev-list", "--left-right", "--count", f"HEAD...{tracking}", "--", repo=target, check=False
-    )
-    if counts.returncode == 0 and len(counts.stdout.split()) == 2:
-        ahead, behind = (int(number) for number in counts.stdout.split())
+    ahead, behind = _ahead_behind(git, target, head)
     summary: dict[str, Any] = {
         "dirty": {"count": len(changed), "paths": changed[:MAX_LISTED]},
         "ahead": ahead,
@@ -135,10 +173,26 @@ def inspect(git: Git, target: str, branch: str, *, fresh: bool = False) -> dict[
         "size_bytes": tree_size(target),
     }
     for name, summarise in SUMMARIES.items():
-        value = summarise(git, target)
+        value = summarise(git, target, entries)
         if value is not None:
             summary[name] = value
     return summary
+
+
+def _ahead_behind(git: Git, target: str, head: Head) -> tuple[int | None, int | None]:
+    """Commits HEAD has that its upstream has not, and the other way round; (None, None)
+    without a remote-tracking branch. HEAD at the upstream's own commit (a branch just cloned
+    or pulled) is (0, 0) without a `git rev-list`."""
+    if head.upstream_commit == head.commit:
+        return 0, 0
+    tracking = f"refs/remotes/origin/{head.upstream}"
+    counts = git.run(
+        "rev-list", "--left-right", "--count", f"HEAD...{tracking}", "--", repo=target, check=False
+    )
+    if counts.returncode == 0 and len(counts.stdout.split()) == 2:
+        ahead, behind = (int(number) for number in counts.stdout.split())
+        return ahead, behind
+    return None, None
 
 
 # --- rebase -----------------------------------------------------------------------------------
