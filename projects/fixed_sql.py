@@ -25,6 +25,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
+from psycopg import pq
 
 from projects.models import Job, Project
 
@@ -314,7 +315,9 @@ def run_together(statements: Sequence[Statement]) -> list[list[tuple]]:
             for index in range(len(statements)):
                 if index:
                     cursor.nextset()
-                results.append(cursor.fetchall() if cursor.description else [])
+                # Not `description`, which psycopg builds column by column on every read.
+                returned_rows = cursor.pgresult.status == pq.ExecStatus.TUPLES_OK
+                results.append(cursor.fetchall() if returned_rows else [])
             return results
         for sql, params in statements:
             cursor.execute(sql, params)
