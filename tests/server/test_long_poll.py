@@ -36,6 +36,12 @@ def server(site):
     process.stop()
 
 
+def node_and_user(site: ServerSite) -> tuple[str, str]:
+    """node-1's agent token and alice's API token."""
+    accounts = site.create_accounts(users=["alice"], nodes=["node-1"])
+    return accounts.nodes["node-1"], accounts.users["alice"]
+
+
 def lease(url: str, agent_token: str, wait: float) -> httpx.Response:
     body = {"instance_id": str(uuid.uuid4()), "request_id": uuid.uuid4().hex, "wait": wait}
     return httpx.post(
@@ -118,7 +124,7 @@ def test_idle_long_poll_answers_204_after_the_wait(site, server):
 
 
 def test_a_poll_whose_agent_hung_up_is_let_go_and_leases_nothing(site, server):
-    agent_token, user_token = site.create_node(), site.create_user_token()
+    agent_token, user_token = node_and_user(site)
     body = json.dumps(
         {"instance_id": str(uuid.uuid4()), "request_id": uuid.uuid4().hex, "wait": 30}
     )
@@ -152,7 +158,7 @@ def test_a_poll_whose_agent_hung_up_is_let_go_and_leases_nothing(site, server):
 
 
 def test_waiting_long_poll_returns_promptly_when_a_job_is_queued(site, server):
-    agent_token, user_token = site.create_node(), site.create_user_token()
+    agent_token, user_token = node_and_user(site)
     heartbeat(server.url, agent_token)
     poll = Poll(server.url, agent_token, wait=25)
     poll.start()
@@ -172,7 +178,7 @@ def test_a_second_server_process_wakes_the_first_ones_waiters(site):
         pytest.skip("several server processes share one database on PostgreSQL only")
     first, second = ServerProcess(site, **SLOW_RECHECK), ServerProcess(site, **SLOW_RECHECK)
     try:
-        agent_token, user_token = site.create_node(), site.create_user_token()
+        agent_token, user_token = node_and_user(site)
         heartbeat(first.url, agent_token)
         poll = Poll(first.url, agent_token, wait=25)
         poll.start()
@@ -194,8 +200,7 @@ def test_work_queued_by_another_process_is_found_by_the_periodic_recheck(site):
     per-process re-check query can find it, within LONG_POLL_RECHECK_SECONDS."""
     server = ServerProcess(site, LONG_POLL_RECHECK_SECONDS="1")
     try:
-        agent_token = site.create_node()
-        site.create_user_token()
+        agent_token, _ = node_and_user(site)
         heartbeat(server.url, agent_token)
         poll = Poll(server.url, agent_token, wait=25)
         poll.start()
