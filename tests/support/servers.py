@@ -158,8 +158,10 @@ class ServerSite:
             template = migrated_template(self._admin_url)
             self._admin_sql(f'CREATE DATABASE "{self.dbname}" TEMPLATE "{template}"')
             return
+        database = Path(self.database_url.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)  # as the settings do for migrate
         source = sqlite3.connect(migrated_template(None))
-        target = sqlite3.connect(self.database_url.removeprefix("sqlite:///"))
+        target = sqlite3.connect(database)
         try:
             source.backup(target)
         finally:
