@@ -27,17 +27,23 @@ class Fleet:
     def __init__(self, tmp_path: Path, **server_settings: str):
         self.tmp_path = tmp_path
         self.site = ServerSite(tmp_path, **{**FAST_SERVER, **server_settings})
-        accounts = self.site.create_accounts(users=["alice"], nodes=["node-1"])
-        self.user_token = accounts.users["alice"]
-        self.agent_token = accounts.nodes["node-1"]
         self.storage = tmp_path / "node-storage"
         self.servers: list[ServerProcess] = []
         self.agents: list[AgentProcess] = []
-        self.server = self.start_server()
+        # The server starts while the user and the node are made: each is a Django start-up.
+        self.server = self.start_server(wait=False)
+        try:
+            accounts = self.site.create_accounts(users=["alice"], nodes=["node-1"])
+            self.server.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        self.user_token = accounts.users["alice"]
+        self.agent_token = accounts.nodes["node-1"]
         self.user = UserClient(self.server.url, self.user_token)
 
-    def start_server(self, port: int | None = None) -> ServerProcess:
-        server = ServerProcess(self.site, port=port)
+    def start_server(self, port: int | None = None, *, wait: bool = True) -> ServerProcess:
+        server = ServerProcess(self.site, port=port, wait=wait)
         self.servers.append(server)
         return server
 
@@ -68,16 +74,21 @@ class ControlPlane:
 
     def __init__(self, tmp_path: Path, **settings: str) -> None:
         self.site = ServerSite(tmp_path, **{**FAST_SERVER, **settings})
+        server: ServerProcess | None = None
         try:
-            # The user and a first batch of nodes in one process: each start costs most of a
-            # second.
+            # The server starts while the user and a first batch of nodes are made in one
+            # process: each is a Django start-up, most of a second.
+            server = ServerProcess(self.site, wait=False)
             accounts = self.site.create_accounts(users=["alice"], nodes=self._node_names(8))
-            self.user_token = accounts.users["alice"]
-            self._spare = [NodeCredentials(name, token) for name, token in accounts.nodes.items()]
-            self.server = ServerProcess(self.site)
+            server.wait_ready()
         except BaseException:
+            if server is not None:
+                server.stop()
             self.site.close()
             raise
+        self.server = server
+        self.user_token = accounts.users["alice"]
+        self._spare = [NodeCredentials(name, token) for name, token in accounts.nodes.items()]
         self.url = self.server.url
         self.user = UserClient(self.url, self.user_token)
 

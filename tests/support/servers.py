@@ -217,10 +217,17 @@ class ServerSite:
 
 
 class ServerProcess:
-    """uvicorn serving `config.asgi` on 127.0.0.1 for one `ServerSite`."""
+    """uvicorn serving `config.asgi` on 127.0.0.1 for one `ServerSite`; with `wait=False` the
+    process is started and `wait_ready()` is left to the caller."""
 
     def __init__(
-        self, site: ServerSite, *, port: int | None = None, workers: int = 1, **settings: str
+        self,
+        site: ServerSite,
+        *,
+        port: int | None = None,
+        workers: int = 1,
+        wait: bool = True,
+        **settings: str,
     ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -248,9 +255,11 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        self._wait_ready()
+        if wait:
+            self.wait_ready()
 
-    def _wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Returns once the server answers `/healthz`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
