@@ -407,6 +407,8 @@ def _follow(
                 display.update(job, "JobLeaseRenewed")
         elif job.state == "queued" and not asked:
             display.update(job, "JobQueued")
+        elif asked and not job.is_open:  # it ended before this first look: say how all the same
+            display.line(f"{display.label}: {outcome_line(job)}")
     job = follower.until_done(job_id)
     status = ctx.client.get(f"/api/v1/projects/{project_id}/status")
     ctx.output.result(

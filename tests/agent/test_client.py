@@ -27,7 +27,7 @@ from agent.client import (
 )
 from tests.support.faultproxy import FaultProxy
 from tests.support.fleet import ControlPlane
-from tests.support.gitservers import free_port
+from tests.support.gitservers import free_port, serve_in_background
 
 pytestmark = pytest.mark.e2e
 
@@ -325,7 +325,7 @@ def test_a_lease_deadline_follows_the_servers_clock_not_the_local_one():
             self.wfile.write(body.encode())
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_background(server)
     client = AgentClient(f"http://127.0.0.1:{server.server_address[1]}", "gfa_test")
     try:
         renewal = client.renew(str(uuid.uuid4()), lease_token="t" * 20)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import JobFailure
-from tests.support.gitservers import Upstream
+from tests.support.gitservers import Upstream, serve_in_background
 from tests.support.jobs import run_job
 
 CONTENT = b"real content\n" * 100
@@ -59,7 +58,7 @@ class FakeLfs:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_background(self.server)
 
     def stop(self) -> None:
         self.server.shutdown()

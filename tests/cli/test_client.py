@@ -4,7 +4,6 @@ each request with the next status of a script."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -12,6 +11,7 @@ import pytest
 
 from gitfleet_cli.client import Client
 from gitfleet_cli.errors import Refused, Unreachable
+from tests.support.gitservers import serve_in_background
 
 
 class StatusScript:
@@ -47,7 +47,7 @@ class StatusScript:
 
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        serve_in_background(self.http)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -15,6 +14,7 @@ import pytest
 from gitfleet_cli.client import Client
 from gitfleet_cli.errors import StillRunning
 from gitfleet_cli.follow import Follower, JobView, ProgressDisplay, Timeline
+from tests.support.gitservers import serve_in_background
 
 PROJECT = "0b8e7c9e-58a4-4f0e-9a35-7d6f8f3c1b2a"
 JOB = "5d1f2a8e-1c63-4f5e-8d0e-2b7f4f6a9c11"
@@ -130,7 +130,7 @@ class ScriptedServer:
 
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        serve_in_background(self.http)
 
     def release_one(self) -> None:
         if self.pending:

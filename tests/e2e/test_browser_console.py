@@ -7,20 +7,28 @@ Screenshots of the key pages go to `artifacts/screenshots/` (not committed).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
-from tests.support.browser import SCREENSHOTS, chromium_page, screenshot
+from tests.support.browser import SCREENSHOTS, chromium, page_of, screenshot
 
 pytestmark = pytest.mark.e2e
 
 ADMIN_PASSWORD = "browser-test-password"
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as browser:
+        yield browser
+
+
 @pytest.fixture
-def browser_page():
-    with chromium_page() as page:
+def browser_page(browser: Browser) -> Iterator[Page]:
+    """A page of its own browser context: what another test signed in to is not here."""
+    with page_of(browser) as page:
         yield page
 
 

@@ -36,6 +36,12 @@ def server(site):
     process.stop()
 
 
+def node_and_user(site: ServerSite) -> tuple[str, str]:
+    """node-1's agent token and alice's API token."""
+    accounts = site.create_accounts(users=["alice"], nodes=["node-1"])
+    return accounts.nodes["node-1"], accounts.users["alice"]
+
+
 def lease(url: str, agent_token: str, wait: float) -> httpx.Response:
     body = {"instance_id": str(uuid.uuid4()), "request_id": uuid.uuid4().hex, "wait": wait}
     return httpx.post(
@@ -98,6 +104,15 @@ def polls_waiting(url: str) -> float:
     return float(line.rpartition(" ")[2])
 
 
+def wait_until_held(url: str, timeout: float = 10) -> None:
+    """Returns once the server at `url` (with METRICS_TOKEN) holds a long poll: one that looked
+    for work, found none, and now waits."""
+    deadline = time.monotonic() + timeout
+    while polls_waiting(url) < 1:
+        assert time.monotonic() < deadline, "the poll was never held"
+        time.sleep(0.05)
+
+
 def test_idle_long_poll_answers_204_after_the_wait(site, server):
     agent_token = site.create_node()
     # The 204 a poll ends with is the one Django made at its first look, headers and all.
@@ -118,7 +133,7 @@ def test_idle_long_poll_answers_204_after_the_wait(site, server):
 
 
 def test_a_poll_whose_agent_hung_up_is_let_go_and_leases_nothing(site, server):
-    agent_token, user_token = site.create_node(), site.create_user_token()
+    agent_token, user_token = node_and_user(site)
     body = json.dumps(
         {"instance_id": str(uuid.uuid4()), "request_id": uuid.uuid4().hex, "wait": 30}
     )
@@ -130,10 +145,7 @@ def test_a_poll_whose_agent_hung_up_is_let_go_and_leases_nothing(site, server):
                 f"Content-Length: {len(body)}\r\n\r\n{body}"
             ).encode()
         )
-        deadline = time.monotonic() + 10
-        while polls_waiting(server.url) < 1:
-            assert time.monotonic() < deadline, "the poll was never held"
-            time.sleep(0.05)
+        wait_until_held(server.url)
     # Hung up: the server lets the poll go at once, long before its 30 s.
     deadline = time.monotonic() + 5
     while polls_waiting(server.url) > 0:
@@ -152,11 +164,11 @@ def test_a_poll_whose_agent_hung_up_is_let_go_and_leases_nothing(site, server):
 
 
 def test_waiting_long_poll_returns_promptly_when_a_job_is_queued(site, server):
-    agent_token, user_token = site.create_node(), site.create_user_token()
+    agent_token, user_token = node_and_user(site)
     heartbeat(server.url, agent_token)
     poll = Poll(server.url, agent_token, wait=25)
     poll.start()
-    time.sleep(1)  # the poll is now waiting
+    wait_until_held(server.url)
 
     queued_at = time.monotonic()
     assert clone(server.url, user_token).status_code == 202
@@ -170,13 +182,14 @@ def test_waiting_long_poll_returns_promptly_when_a_job_is_queued(site, server):
 def test_a_second_server_process_wakes_the_first_ones_waiters(site):
     if not site.postgres:
         pytest.skip("several server processes share one database on PostgreSQL only")
-    first, second = ServerProcess(site, **SLOW_RECHECK), ServerProcess(site, **SLOW_RECHECK)
+    first = ServerProcess(site, METRICS_TOKEN=METRICS_TOKEN, **SLOW_RECHECK)
+    second = ServerProcess(site, **SLOW_RECHECK)
     try:
-        agent_token, user_token = site.create_node(), site.create_user_token()
+        agent_token, user_token = node_and_user(site)
         heartbeat(first.url, agent_token)
         poll = Poll(first.url, agent_token, wait=25)
         poll.start()
-        time.sleep(1)
+        wait_until_held(first.url)
 
         queued_at = time.monotonic()
         assert clone(second.url, user_token).status_code == 202
@@ -192,14 +205,13 @@ def test_a_second_server_process_wakes_the_first_ones_waiters(site):
 def test_work_queued_by_another_process_is_found_by_the_periodic_recheck(site):
     """On SQLite nothing tells this server about the other process's write: only the one
     per-process re-check query can find it, within LONG_POLL_RECHECK_SECONDS."""
-    server = ServerProcess(site, LONG_POLL_RECHECK_SECONDS="1")
+    server = ServerProcess(site, METRICS_TOKEN=METRICS_TOKEN, LONG_POLL_RECHECK_SECONDS="1")
     try:
-        agent_token = site.create_node()
-        site.create_user_token()
+        agent_token, _ = node_and_user(site)
         heartbeat(server.url, agent_token)
         poll = Poll(server.url, agent_token, wait=25)
         poll.start()
-        time.sleep(1)
+        wait_until_held(server.url)
 
         queued_at = time.monotonic()
         site.manage(

@@ -21,8 +21,8 @@ def test_the_sweepers_deliver_each_event_once_in_order(tmp_path):
     receiver = Receiver()
     servers = []
     try:
-        token = site.create_user_token()
-        agent_token = site.create_node()
+        accounts = site.create_accounts(users=["alice"], nodes=["node-1"])
+        token, agent_token = accounts.users["alice"], accounts.nodes["node-1"]
         # The first failure backs off for one second only, so the test sees the recovery.
         tuning = {"SWEEP_SECONDS": "1", "NOTIFY_BACKOFF_SECONDS": "1"}
         servers = [ServerProcess(site, **tuning) for _ in range(2 if site.postgres else 1)]

@@ -92,8 +92,8 @@ def test_two_server_processes_queue_exactly_one_pull_per_period(tmp_path):
     site = ServerSite(tmp_path)
     servers = []
     try:
-        token = site.create_user_token()
-        agent_token = site.create_node()
+        accounts = site.create_accounts(users=["alice"], nodes=["node-1"])
+        token, agent_token = accounts.users["alice"], accounts.nodes["node-1"]
         servers = [ServerProcess(site, SWEEP_SECONDS="1") for _ in range(2)]
         person = httpx.Client(
             base_url=servers[0].url, headers={"Authorization": f"Bearer {token}"}, timeout=30

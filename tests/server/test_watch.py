@@ -21,9 +21,9 @@ SLOW_RECHECK = {"LONG_POLL_RECHECK_SECONDS": "30", "LONG_POLL_MAX_WAIT": "3"}
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     site = ServerSite(tmp_path_factory.mktemp("watch"))
-    token = site.create_user_token()
-    staff_token = site.create_user_token("root", staff=True)
-    agent_token = site.create_node()
+    accounts = site.create_accounts(users=["alice"], staff=["root"], nodes=["node-1"])
+    token, staff_token = accounts.users["alice"], accounts.users["root"]
+    agent_token = accounts.nodes["node-1"]
     server = ServerProcess(site, **SLOW_RECHECK)
     yield server, token, staff_token, agent_token
     server.stop()

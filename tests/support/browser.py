@@ -22,7 +22,7 @@ if not shutil.which(CHROMIUM):
         f"Chromium not found at {CHROMIUM} (apt-get install chromium)", allow_module_level=True
     )
 
-from playwright.sync_api import Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -36,16 +36,33 @@ CHROMIUM_ARGS = [
 
 
 @contextmanager
-def chromium_page() -> Iterator[Page]:
-    """One page of a headless Chromium, closed with its browser on the way out."""
+def chromium() -> Iterator[Browser]:
+    """A headless Chromium (launching one takes seconds), closed on the way out."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(20_000)
         try:
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def page_of(browser: Browser) -> Iterator[Page]:
+    """A page in a browser context of its own (no cookies or storage of another page), closed
+    with its context on the way out."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(20_000)
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+@contextmanager
+def chromium_page() -> Iterator[Page]:
+    """One page of a headless Chromium, closed with its browser on the way out."""
+    with chromium() as browser, page_of(browser) as page:
+        yield page
 
 
 def screenshot(page: Page, folder: Path, name: str) -> None:

@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from tests.support.gitservers import serve_in_background
+
 T = TypeVar("T")
 
 _FORWARDED_REQUEST_HEADERS = ("Authorization", "Content-Type", "User-Agent", "Accept")
@@ -166,7 +168,7 @@ class FaultProxy:
 
     def _start(self, port: int) -> None:
         server = _Server(("127.0.0.1", port), _Handler, self)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        serve_in_background(server)
         self._server = server
 
     def _take_fault(self, path: str, forwarded_status: int | None) -> _Fault | None:

@@ -27,16 +27,23 @@ class Fleet:
     def __init__(self, tmp_path: Path, **server_settings: str):
         self.tmp_path = tmp_path
         self.site = ServerSite(tmp_path, **{**FAST_SERVER, **server_settings})
-        self.user_token = self.site.create_user_token("alice")
-        self.agent_token = self.site.create_node("node-1")
         self.storage = tmp_path / "node-storage"
         self.servers: list[ServerProcess] = []
         self.agents: list[AgentProcess] = []
-        self.server = self.start_server()
+        # The server starts while the user and the node are made: each is a Django start-up.
+        self.server = self.start_server(wait=False)
+        try:
+            accounts = self.site.create_accounts(users=["alice"], nodes=["node-1"])
+            self.server.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        self.user_token = accounts.users["alice"]
+        self.agent_token = accounts.nodes["node-1"]
         self.user = UserClient(self.server.url, self.user_token)
 
-    def start_server(self, port: int | None = None) -> ServerProcess:
-        server = ServerProcess(self.site, port=port)
+    def start_server(self, port: int | None = None, *, wait: bool = True) -> ServerProcess:
+        server = ServerProcess(self.site, port=port, wait=wait)
         self.servers.append(server)
         return server
 
@@ -67,20 +74,30 @@ class ControlPlane:
 
     def __init__(self, tmp_path: Path, **settings: str) -> None:
         self.site = ServerSite(tmp_path, **{**FAST_SERVER, **settings})
+        server: ServerProcess | None = None
         try:
-            self.user_token = self.site.create_user_token("alice")
-            self.server = ServerProcess(self.site)
+            # The server starts while the user and a first batch of nodes are made in one
+            # process: each is a Django start-up, most of a second.
+            server = ServerProcess(self.site, wait=False)
+            accounts = self.site.create_accounts(users=["alice"], nodes=self._node_names(8))
+            server.wait_ready()
         except BaseException:
+            if server is not None:
+                server.stop()
             self.site.close()
             raise
+        self.server = server
+        self.user_token = accounts.users["alice"]
+        self._spare = [NodeCredentials(name, token) for name, token in accounts.nodes.items()]
         self.url = self.server.url
         self.user = UserClient(self.url, self.user_token)
-        self._spare: list[NodeCredentials] = []
 
     def new_node(self, *, online: bool = True) -> NodeCredentials:
         """A node no other test uses; `online` (one heartbeat) so that clones may target it."""
         if not self._spare:
-            self._spare = self._create_nodes(8)
+            names = self._node_names(8)
+            made = self.site.create_accounts(nodes=names).nodes
+            self._spare = [NodeCredentials(name, made[name]) for name in names]
         node = self._spare.pop()
         if online:
             client = AgentClient(self.url, node.token)
@@ -93,18 +110,9 @@ class ControlPlane:
                 client.close()
         return node
 
-    def _create_nodes(self, count: int) -> list[NodeCredentials]:
-        # One management command for a batch: each process start costs most of a second.
-        names = [f"node-{uuid.uuid4().hex[:10]}" for _ in range(count)]
-        output = self.site.manage(
-            "shell",
-            "-c",
-            "from nodes.services import create_node\n"
-            f"for name in {names!r}:\n"
-            "    print(name, create_node(name=name)[1])",
-        )
-        pairs = [line.split() for line in output.splitlines() if line.startswith("node-")]
-        return [NodeCredentials(name, token) for name, token in pairs]
+    @staticmethod
+    def _node_names(count: int) -> list[str]:
+        return [f"node-{uuid.uuid4().hex[:10]}" for _ in range(count)]
 
     def clone(self, node: NodeCredentials, git_url: str, **extra: Any) -> dict[str, Any]:
         """Ask for a clone onto `node` as the user would; returns the project and its job."""

@@ -244,9 +244,10 @@ def _is_uuid(value: Any) -> bool:
 
 def seed_site(site: ServerSite, url: str, seeded: Seeded) -> None:
     """People, a node, and projects in several states, made the way clients make them."""
-    seeded.tokens["owner"] = site.create_user_token("alice")
-    seeded.tokens["staff"] = site.create_user_token("root", staff=True)
-    seeded.tokens["agent"] = site.create_node("node-1")
+    accounts = site.create_accounts(users=["alice"], staff=["root"], nodes=["node-1"])
+    seeded.tokens["owner"] = accounts.users["alice"]
+    seeded.tokens["staff"] = accounts.users["root"]
+    seeded.tokens["agent"] = accounts.nodes["node-1"]
     person = _client(url, seeded.tokens["owner"])
     agent = Agent(_client(url, seeded.tokens["agent"]))
     seeded.clients += [person, agent.http]

@@ -3,18 +3,29 @@
 Each `ServerSite` is a fresh database (a SQLite file, or a new PostgreSQL database on the server
 that DATABASE_URL names) migrated by `manage.py migrate`; `ServerProcess` runs uvicorn on it on
 127.0.0.1. Tests talk to it over HTTP only, as agents and people would.
+
+`manage.py migrate` runs once per test run and database server, into a template database; each
+site's database is a copy of it (a SQLite backup, or PostgreSQL's `CREATE DATABASE ... TEMPLATE`),
+the same schema and rows in a fraction of the time a migrate process takes to start and run.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,8 +40,99 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def site_env(database_url: str, data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of a site's processes: its database, its data folder, `settings`."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "SECRET_KEY": "e2e-only-secret-key",
+        "DEBUG": "false",
+        "SECURE_SSL_REDIRECT": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "GIT_ALLOW_PRIVATE_HOSTS": "true",
+        "GIT_ALLOWED_SCHEMES": "https,ssh,git,http",
+        "GITFLEET_DATA_DIR": str(data_dir),
+        "GITFLEET_ENV_FILE": "",
+        "LOG_LEVEL": "WARNING",
+        **settings,
+    }
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Runs a management command in a process of its own with `env`; returns its stdout."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def admin_sql(admin_url: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def postgres_database_url(admin_url: str, dbname: str) -> str:
+    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{dbname}"))
+
+
+# Template databases already migrated in this run: the SQLite file, or the PostgreSQL database's
+# name per server (the admin URL).
+_templates: dict[str, str] = {}
+
+
+def migrated_template(admin_url: str | None) -> str:
+    """A database that `manage.py migrate` brought to the latest migration, made on first use
+    and dropped when the test run ends: a SQLite file (`admin_url` None) or the name of a
+    database on the PostgreSQL server that `admin_url` reaches."""
+    key = admin_url or "sqlite"
+    if key not in _templates:
+        folder = Path(tempfile.mkdtemp(prefix="gitfleet-template-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        if admin_url is None:
+            template = str(folder / "gitfleet.sqlite3")
+            database_url = f"sqlite:///{template}"
+        else:
+            template = f"gitfleet_e2e_template_{uuid.uuid4().hex[:12]}"
+            admin_sql(admin_url, f'CREATE DATABASE "{template}"')
+            atexit.register(_drop_template, admin_url, template)
+            database_url = postgres_database_url(admin_url, template)
+        manage(site_env(database_url, folder / "data"), "migrate", "--no-input", "-v", "0")
+        _templates[key] = template
+    return _templates[key]
+
+
+def _drop_template(admin_url: str, template: str) -> None:
+    import psycopg
+
+    # A private cluster (tests/support/postgres.py) may be gone by the end of the run.
+    with contextlib.suppress(psycopg.OperationalError):
+        admin_sql(admin_url, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """Tokens of the people (user name -> API token) and nodes (name -> agent token) made."""
+
+    users: dict[str, str]
+    nodes: dict[str, str]
+
+
 class ServerSite:
     """A database of its own, and the environment that server processes on it share."""
+
+    # App labels that `manage.py migrate` runs for on an empty database instead of copying the
+    # migrated template: a database on which only some migrations ran.
+    migrate_only: tuple[str, ...] = ()
 
     def __init__(self, tmp_path: Path, **settings: str):
         self.tmp_path = tmp_path
@@ -38,62 +140,76 @@ class ServerSite:
         self.postgres = base_url.startswith(("postgres://", "postgresql://"))
         if self.postgres:
             self.dbname = f"gitfleet_e2e_{uuid.uuid4().hex[:12]}"
-            parts = urlsplit(base_url)
             self._admin_url = base_url
-            self.database_url = urlunsplit(parts._replace(path=f"/{self.dbname}"))
-            self._admin_sql(f'CREATE DATABASE "{self.dbname}"')
+            self.database_url = postgres_database_url(base_url, self.dbname)
         else:
             self.database_url = f"sqlite:///{tmp_path / 'gitfleet.sqlite3'}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": self.database_url,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "SECRET_KEY": "e2e-only-secret-key",
-            "DEBUG": "false",
-            "SECURE_SSL_REDIRECT": "false",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "GIT_ALLOW_PRIVATE_HOSTS": "true",
-            "GIT_ALLOWED_SCHEMES": "https,ssh,git,http",
-            "GITFLEET_DATA_DIR": str(tmp_path / "data"),
-            "GITFLEET_ENV_FILE": "",
-            "LOG_LEVEL": "WARNING",
-            **settings,
-        }
-        self.manage("migrate", "--no-input", "-v", "0")
+        self.env = site_env(self.database_url, tmp_path / "data", **settings)
+        self.migrate()
+
+    def migrate(self) -> None:
+        """Makes this site's database: a copy of the run's migrated template."""
+        if self.migrate_only:
+            if self.postgres:
+                self._admin_sql(f'CREATE DATABASE "{self.dbname}"')
+            self.manage("migrate", *self.migrate_only, "--no-input", "-v", "0")
+            return
+        if self.postgres:
+            template = migrated_template(self._admin_url)
+            self._admin_sql(f'CREATE DATABASE "{self.dbname}" TEMPLATE "{template}"')
+            return
+        database = Path(self.database_url.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)  # as the settings do for migrate
+        source = sqlite3.connect(migrated_template(None))
+        target = sqlite3.connect(database)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
 
     def _admin_sql(self, statement: str) -> None:
-        import psycopg
-
-        with psycopg.connect(self._admin_url, autocommit=True) as conn:
-            conn.execute(statement)
+        admin_sql(self._admin_url, statement)
 
     def manage(self, *args: str) -> str:
         """Runs a management command against this site's database; returns its stdout."""
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        return manage(self.env, *args)
+
+    def create_accounts(
+        self, *, users: Sequence[str] = (), staff: Sequence[str] = (), nodes: Sequence[str] = ()
+    ) -> Accounts:
+        """People (`staff` ones with staff rights), each with a token from `create_token`, and
+        nodes from `create_node`, all in one process: each `manage.py` costs most of a second
+        to start."""
+        people = [(name, False) for name in users] + [(name, True) for name in staff]
+        script = (
+            "import io\n"
+            "from django.contrib.auth import get_user_model\n"
+            "from django.core.management import call_command\n"
+            "def last_line(*args):\n"
+            "    out = io.StringIO()\n"
+            "    call_command(*args, stdout=out, stderr=io.StringIO())\n"
+            "    return out.getvalue().strip().splitlines()[-1]\n"
+            f"for name, is_staff in {people!r}:\n"
+            "    get_user_model().objects.create_user(name, is_staff=is_staff)\n"
+            "    print('user', name, last_line('create_token', name))\n"
+            f"for name in {list(nodes)!r}:\n"
+            "    print('node', name, last_line('create_node', name))\n"
         )
-        if done.returncode != 0:
-            raise AssertionError(
-                f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-            )
-        return done.stdout
+        made: dict[str, dict[str, str]] = {"user": {}, "node": {}}
+        for line in self.manage("shell", "-c", script).splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind in made:
+                name, token = rest.split()
+                made[kind][name] = token
+        return Accounts(users=made["user"], nodes=made["node"])
 
     def create_user_token(self, username: str = "alice", staff: bool = False) -> str:
-        self.manage(
-            "shell",
-            "-c",
-            "from django.contrib.auth import get_user_model; "
-            f"get_user_model().objects.create_user({username!r}, is_staff={staff!r})",
-        )
-        return self.manage("create_token", username).strip().splitlines()[-1]
+        made = self.create_accounts(**{"staff" if staff else "users": [username]})
+        return made.users[username]
 
     def create_node(self, name: str = "node-1") -> str:
-        return self.manage("create_node", name).strip().splitlines()[-1]
+        return self.create_accounts(nodes=[name]).nodes[name]
 
     def close(self) -> None:
         if self.postgres:
@@ -101,10 +217,17 @@ class ServerSite:
 
 
 class ServerProcess:
-    """uvicorn serving `config.asgi` on 127.0.0.1 for one `ServerSite`."""
+    """uvicorn serving `config.asgi` on 127.0.0.1 for one `ServerSite`; with `wait=False` the
+    process is started and `wait_ready()` is left to the caller."""
 
     def __init__(
-        self, site: ServerSite, *, port: int | None = None, workers: int = 1, **settings: str
+        self,
+        site: ServerSite,
+        *,
+        port: int | None = None,
+        workers: int = 1,
+        wait: bool = True,
+        **settings: str,
     ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -132,9 +255,11 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        self._wait_ready()
+        if wait:
+            self.wait_ready()
 
-    def _wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Returns once the server answers `/healthz`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -17,6 +17,7 @@ import httpx
 from nodes.models import Node
 from projects import leases, services
 from projects.models import Project
+from tests.support.gitservers import serve_in_background
 
 
 def ready_project(owner, node: Node, name: str, git_url: str, branch: str = "main") -> Project:
@@ -148,8 +149,7 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
+        self._thread = serve_in_background(self.server)
 
     def accepted(self) -> list[dict[str, Any]]:
         with self._lock:
