@@ -238,7 +238,7 @@ def _insert_sql(vendor: str, model: type[Model], rows: int, returning: bool) -> 
     return sql
 
 
-# A statement to run before an `INSERT`, in its round trip: SQL and its parameters.
+# A statement for `run_together` (or for `insert` to send along): SQL and its parameters.
 Statement = tuple[str, Sequence[Any]]
 
 
@@ -249,9 +249,8 @@ def insert(
     as `Model.objects.create` gives it). Returns the primary keys the database assigned, in
     order, when the model's key is database-assigned (the event log's positions).
 
-    `along` are statements to run first (the event log's `NOTIFY` and lock): on PostgreSQL in
-    the first `INSERT`'s round trip, as one query string (Django's psycopg cursors bind
-    parameters on the client, which allows several statements per call); elsewhere one by one.
+    `along` are statements to run first (the event log's `NOTIFY` and lock), with the first
+    `INSERT` through `run_together`: in its round trip where the database allows.
     """
     db = _db()
     names = _inserted_names(model)
@@ -261,35 +260,29 @@ def insert(
     # Without RETURNING, a database-assigned key is read back after each single-row INSERT.
     per_statement = 1 if auto and not returning else _ROWS_PER_INSERT
     keys: list[Any] = []
-    with db.cursor() as cursor:
-        first: list[Statement] = list(along)
-        if first and not takes_several_statements(db):
-            for sql, params in first:
-                cursor.execute(sql, params)
-            first = []
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            params = [
-                fields[name].get_db_prep_save(
-                    row[name] if name in row else fields[name].get_default(), db
-                )
-                for row in chunk
-                for name in names
-            ]
-            sql = _insert_sql(db.vendor, model, len(chunk), returning)
-            if first:
-                sql = "; ".join([*(before for before, _ in first), sql])
-                params = [*(value for _, values in first for value in values), *params]
-            cursor.execute(sql, params)
-            for _ in first:
-                cursor.nextset()  # past the results of the statements sent along
-            first = []
+    before: list[Statement] = list(along)
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        params = [
+            fields[name].get_db_prep_save(
+                row[name] if name in row else fields[name].get_default(), db
+            )
+            for row in chunk
+            for name in names
+        ]
+        statement = (_insert_sql(db.vendor, model, len(chunk), returning), params)
+        if not auto or returning:
+            inserted = run_together([*before, statement])[-1]
             if returning:
-                keys += [key for (key,) in cursor.fetchall()]
-            elif auto:
-                keys.append(
-                    db.ops.last_insert_id(cursor, model._meta.db_table, model._meta.pk.column)
-                )
+                keys += [key for (key,) in inserted]
+        else:
+            if before:
+                run_together(before)
+            with db.cursor() as cursor:
+                cursor.execute(*statement)
+                table, column = model._meta.db_table, model._meta.pk.column
+                keys.append(db.ops.last_insert_id(cursor, table, column))
+        before = []
     return keys
 
 
@@ -315,11 +308,20 @@ def run_together(statements: Sequence[Statement]) -> list[list[tuple]]:
             for index in range(len(statements)):
                 if index:
                     cursor.nextset()
-                # Not `description`, which psycopg builds column by column on every read.
-                returned_rows = cursor.pgresult.status == pq.ExecStatus.TUPLES_OK
-                results.append(cursor.fetchall() if returned_rows else [])
-            return results
-        for sql, params in statements:
-            cursor.execute(sql, params)
-            results.append(cursor.fetchall() if cursor.description else [])
+                results.append(_rows(db, cursor))
+        else:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+                results.append(_rows(db, cursor))
     return results
+
+
+def _rows(db: BaseDatabaseWrapper, cursor) -> list[tuple]:
+    """The rows of the statement the cursor is on; [] for one that returns none. On PostgreSQL
+    told by the result's status, not by `description`, which psycopg builds column by column on
+    every read (a tenth of the lease path's CPU)."""
+    if db.vendor == "postgresql":
+        returned = cursor.pgresult.status == pq.ExecStatus.TUPLES_OK
+    else:
+        returned = cursor.description is not None
+    return cursor.fetchall() if returned else []
