@@ -10,10 +10,11 @@ from urllib.parse import parse_qs
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
-from django.core.handlers.asgi import ASGIHandler
+from django.core.exceptions import ImproperlyConfigured, RequestAborted, SuspiciousOperation
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
 
 from core.asgi_limits import RequestLimits
@@ -57,6 +58,35 @@ class AgentAPIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         await self.handle(scope, receive, send)
 
+    async def handle(self, scope, receive, send):
+        """Django's `ASGIHandler.handle` less two things an agent call does not need, each a
+        few percent of its CPU (BENCHMARKS.md, finding 22):
+
+        - the `request_started` and `request_finished` signals: their receivers (closing the
+          calling thread's stale connections, resetting its query log) are synchronous, so each
+          cost a hop to a thread and back, and they concern a thread that holds no connection:
+          the views' database work runs on `core.async_db`'s pool, which hands its connection
+          back after each step;
+        - a second task listening for the client's disconnect while the view runs, to cancel
+          it: an agent call's work is one short step on that pool, which runs to its end
+          whether or not its caller is still there, and a lease call that waits is held, and
+          its connection watched, by `projects.lease_hold.LeaseHolds`.
+
+        The answers are in-memory JSON, holding nothing for `response.close()` to release.
+        """
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        try:
+            set_script_prefix(get_script_prefix(scope))
+            request, response = self.create_request(scope, body_file)
+            if request is not None:
+                response = await self.run_get_response(request)
+            await self.send_response(response, send)
+        finally:
+            body_file.close()
+
     def resolve_request(self, request):
         request.urlconf = self.urlconf
         return super().resolve_request(request)
@@ -75,9 +105,11 @@ class AgentAPIHandler(ASGIHandler):
 
 
 class WatchAPIHandler(AgentAPIHandler):
-    """The agent API's async stack, resolving only the watch API's URLs."""
+    """The agent API's async stack, resolving only the watch API's URLs, with Django's own
+    `handle`: a held listing waits in its view, which the client's disconnect must cancel."""
 
     urlconf = WATCH_URLCONF
+    handle = ASGIHandler.handle
 
 
 class GitfleetASGIHandler(ASGIHandler):
