@@ -5,13 +5,16 @@ numbers out when rows are inserted, not when they commit. So that a reader of th
 skips an event that commits late, every append on PostgreSQL takes `LOCK TABLE … IN EXCLUSIVE
 MODE` on the event table just before inserting: appends commit one at a time in position order,
 while plain `SELECT`s (ACCESS SHARE) are not blocked. SQLite serialises all writes anyway. The
-lock is the last thing an append takes, after the projections are written, and is sent in the
-`INSERT`'s round trip, so that it is held for two round trips (the `INSERT` and the `COMMIT`)
-rather than across the whole write.
+lock is the last thing an append takes, after the projections are written; the projection's
+writes, the lock and the `INSERT` go in one round trip, so that the lock is held for two (the
+`INSERT`'s and the `COMMIT`'s) rather than across the whole write.
 
 Optimistic concurrency: the projection's project row is updated only while it is still at the
-expected version (compare and set), and `UNIQUE(project_id, version)` on the log backs that up;
-either way a writer that lost the race gets `ConcurrencyError` and nothing it wrote survives.
+expected version (compare and set, its row count checked before the `COMMIT`), and
+`UNIQUE(project_id, version)` on the log backs that up; either way a writer that lost the race
+gets `ConcurrencyError` and nothing it wrote survives. A project's first append inserts its
+rows on their own first, so that a twin's `IntegrityError` (the same live owner and name)
+reaches its caller as such.
 
 Lock order, to stay free of deadlocks: the project row (`load(lock=True)`, or the claim's
 `FOR UPDATE SKIP LOCKED`), then that project's job rows, then the event table.
@@ -105,10 +108,11 @@ def append(
             for offset, event in enumerate(events, start=1)
         ]
         new_state = domain.fold(state, stored)
-        if not projection.save_changes(new_state, previous=state):
-            raise ConcurrencyError(
-                f"Project {project_id} was changed concurrently at version {expected_version}."
-            )
+        if expected_version == 0:
+            projection.save_new(new_state)
+            writes = []
+        else:
+            writes = projection.changes(new_state, previous=state)
         rows = [
             {
                 "project_id": project_id,
@@ -120,17 +124,21 @@ def append(
             }
             for recorded in stored
         ]
-        # The listeners' statements (NOTIFY), then the feed lock, then the INSERT, in one round
-        # trip, so that the lock covers only the INSERT and the COMMIT; what the listeners
-        # queue (NOTIFY, on-commit wakes) is dropped if the insert fails.
+        # The projection's writes, the listeners' statements (NOTIFY), the feed lock and the
+        # INSERT, in one round trip, so that the lock covers only the INSERT and the COMMIT;
+        # what the listeners queue (NOTIFY, on-commit wakes) is dropped if the append fails.
         along = [statement for listener in _append_listeners for statement in listener(project_id)]
         try:
-            positions = fixed_sql.insert(Event, rows, along=[*along, *_feed_lock()])
-        except IntegrityError as exc:
-            raise ConcurrencyError(
-                f"Project {project_id} was changed concurrently at version {expected_version}."
-            ) from exc
-        return Appended(state=new_state, events=stored, positions=positions)
+            inserted = fixed_sql.insert(Event, rows, along=[*writes, *along, *_feed_lock()])
+        except IntegrityError as exc:  # the log's UNIQUE(project_id, version): a writer won
+            raise _changed_concurrently(project_id, expected_version) from exc
+        if writes and inserted.along[0].rowcount != 1:  # the project row's compare-and-set
+            raise _changed_concurrently(project_id, expected_version)
+        return Appended(state=new_state, events=stored, positions=inserted.keys)
+
+
+def _changed_concurrently(project_id: str, version: int) -> ConcurrencyError:
+    return ConcurrencyError(f"Project {project_id} was changed concurrently at version {version}.")
 
 
 def execute(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -30,6 +30,25 @@ from psycopg import pq
 from projects.models import Job, Project
 
 Row = dict[str, Any]
+# A statement for `run_together` (or for `insert` to send along): SQL and its parameters.
+Statement = tuple[str, Sequence[Any]]
+
+
+class Result(NamedTuple):
+    """What one statement of `run_together` gave: its rows ([] for a statement that returns
+    none) and its row count (the rows an `UPDATE` changed)."""
+
+    rows: list[tuple]
+    rowcount: int
+
+
+class Inserted(NamedTuple):
+    """What `insert` gave: the keys the database assigned, and the results of the statements
+    it sent along, in order."""
+
+    keys: list[Any]
+    along: list[Result]
+
 
 # The statements are built through `connection` once; each call looks its thread's connection up
 # once (`_db`) and hands it down, since every use of `connection` is a thread-local lookup.
@@ -156,7 +175,10 @@ def project_with_jobs(
         *state_values,
         *(_lookup_value(db, Job, "id", job_id) for job_id in job_ids),
     ]
-    projects, jobs = run_together([(project_sql, [project_key]), (jobs_sql, jobs_params)])
+    projects, jobs = (
+        result.rows
+        for result in run_together([(project_sql, [project_key]), (jobs_sql, jobs_params)])
+    )
     if not projects:
         return None, []
     return project_reader.row(db, projects[0]), [jobs_reader.row(db, row) for row in jobs]
@@ -197,11 +219,12 @@ def _update_sql(
     return f"UPDATE {_quote(model._meta.db_table)} SET {assignments} WHERE {where}"  # noqa: S608
 
 
-def update(
+def update_statement(
     model: type[Model], pk: Any, values: Mapping[str, Any], *, version: int | None = None
-) -> int:
-    """Sets `values` (attribute names to values) on the row `pk`, and only while its `version`
-    is still `version` when one is given; returns the number of rows changed (0 or 1)."""
+) -> Statement:
+    """The `UPDATE` that sets `values` (attribute names to values) on the row `pk`, only while
+    its `version` is still `version` when one is given: its row count (`Result.rowcount`) says
+    whether it changed the row."""
     if not values:
         raise ValueError("An UPDATE needs at least one column.")
     db = _db()
@@ -212,9 +235,14 @@ def update(
     ]
     if version is not None:
         params.append(_lookup_value(db, model, "version", version))
-    with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    return sql, params
+
+
+def update(
+    model: type[Model], pk: Any, values: Mapping[str, Any], *, version: int | None = None
+) -> int:
+    """Runs `update_statement`; returns the number of rows changed (0 or 1)."""
+    return run_together([update_statement(model, pk, values, version=version)])[0].rowcount
 
 
 @cache
@@ -238,52 +266,74 @@ def _insert_sql(vendor: str, model: type[Model], rows: int, returning: bool) -> 
     return sql
 
 
-# A statement for `run_together` (or for `insert` to send along): SQL and its parameters.
-Statement = tuple[str, Sequence[Any]]
-
-
 def insert(
     model: type[Model], rows: Sequence[Mapping[str, Any]], *, along: Sequence[Statement] = ()
-) -> list[Any]:
+) -> Inserted:
     """Inserts `rows` (attribute names to values; a missing column takes its field's default,
     as `Model.objects.create` gives it). Returns the primary keys the database assigned, in
     order, when the model's key is database-assigned (the event log's positions).
 
-    `along` are statements to run first (the event log's `NOTIFY` and lock), with the first
-    `INSERT` through `run_together`: in its round trip where the database allows.
+    `along` are statements to run first (the projection's writes, the event log's `NOTIFY` and
+    lock), with the first `INSERT` through `run_together`: in its round trip where the database
+    allows. Their results come back with the keys.
     """
     db = _db()
-    names = _inserted_names(model)
-    fields = _fields(model)
     auto = model._meta.auto_field is not None
     returning = auto and db.features.can_return_rows_from_bulk_insert
     # Without RETURNING, a database-assigned key is read back after each single-row INSERT.
     per_statement = 1 if auto and not returning else _ROWS_PER_INSERT
     keys: list[Any] = []
     before: list[Statement] = list(along)
+    along_results: list[Result] = []
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
-        params = [
-            fields[name].get_db_prep_save(
-                row[name] if name in row else fields[name].get_default(), db
-            )
-            for row in chunk
-            for name in names
-        ]
-        statement = (_insert_sql(db.vendor, model, len(chunk), returning), params)
+        statement = (
+            _insert_sql(db.vendor, model, len(chunk), returning),
+            _inserted_values(db, model, chunk),
+        )
         if not auto or returning:
-            inserted = run_together([*before, statement])[-1]
+            *results, inserted = run_together([*before, statement])
             if returning:
-                keys += [key for (key,) in inserted]
+                keys += [key for (key,) in inserted.rows]
         else:
-            if before:
-                run_together(before)
+            results = run_together(before) if before else []
             with db.cursor() as cursor:
                 cursor.execute(*statement)
                 table, column = model._meta.db_table, model._meta.pk.column
                 keys.append(db.ops.last_insert_id(cursor, table, column))
+        if before:
+            along_results = results
         before = []
-    return keys
+    return Inserted(keys, along_results)
+
+
+def insert_statements(model: type[Model], rows: Sequence[Mapping[str, Any]]) -> list[Statement]:
+    """The `INSERT`s of `rows`, as `insert` would run them, for a model whose key is not
+    database-assigned (nothing needs reading back)."""
+    if model._meta.auto_field is not None:
+        raise ValueError(f"{model.__name__}'s key is database-assigned: use insert().")
+    db = _db()
+    return [
+        (
+            _insert_sql(db.vendor, model, len(chunk), False),
+            _inserted_values(db, model, chunk),
+        )
+        for chunk in (
+            rows[start : start + _ROWS_PER_INSERT]
+            for start in range(0, len(rows), _ROWS_PER_INSERT)
+        )
+    ]
+
+
+def _inserted_values(
+    db: BaseDatabaseWrapper, model: type[Model], rows: Sequence[Mapping[str, Any]]
+) -> list[Any]:
+    fields, names = _fields(model), _inserted_names(model)
+    return [
+        fields[name].get_db_prep_save(row[name] if name in row else fields[name].get_default(), db)
+        for row in rows
+        for name in names
+    ]
 
 
 def takes_several_statements(db: BaseDatabaseWrapper) -> bool:
@@ -292,13 +342,14 @@ def takes_several_statements(db: BaseDatabaseWrapper) -> bool:
     return db.vendor == "postgresql" and not db.settings_dict["OPTIONS"].get("server_side_binding")
 
 
-def run_together(statements: Sequence[Statement]) -> list[list[tuple]]:
-    """Runs `statements` in order in one transaction's flow and returns each one's rows ([]
-    for a statement that returns none): in one round trip where one call may carry several
-    statements (`takes_several_statements`), else one by one. Each statement still sees what
-    the ones before it did and, in READ COMMITTED, what committed before it started."""
+def run_together(statements: Sequence[Statement]) -> list[Result]:
+    """Runs `statements` in order in one transaction's flow and returns each one's `Result`: in
+    one round trip where one call may carry several statements (`takes_several_statements`),
+    else one by one. Each statement still sees what the ones before it did and, in READ
+    COMMITTED, what committed before it started. A statement that fails raises, and the ones
+    after it do not run."""
     db = _db()
-    results: list[list[tuple]] = []
+    results: list[Result] = []
     with db.cursor() as cursor:
         if takes_several_statements(db) and len(statements) > 1:
             cursor.execute(
@@ -308,20 +359,20 @@ def run_together(statements: Sequence[Statement]) -> list[list[tuple]]:
             for index in range(len(statements)):
                 if index:
                     cursor.nextset()
-                results.append(_rows(db, cursor))
+                results.append(_result(db, cursor))
         else:
             for sql, params in statements:
                 cursor.execute(sql, params)
-                results.append(_rows(db, cursor))
+                results.append(_result(db, cursor))
     return results
 
 
-def _rows(db: BaseDatabaseWrapper, cursor) -> list[tuple]:
-    """The rows of the statement the cursor is on; [] for one that returns none. On PostgreSQL
-    told by the result's status, not by `description`, which psycopg builds column by column on
-    every read (a tenth of the lease path's CPU)."""
+def _result(db: BaseDatabaseWrapper, cursor) -> Result:
+    """The rows and row count of the statement the cursor is on. On PostgreSQL whether it
+    returned rows is told by the result's status, not by `description`, which psycopg builds
+    column by column on every read (a tenth of the lease path's CPU)."""
     if db.vendor == "postgresql":
         returned = cursor.pgresult.status == pq.ExecStatus.TUPLES_OK
     else:
         returned = cursor.description is not None
-    return cursor.fetchall() if returned else []
+    return Result(cursor.fetchall() if returned else [], cursor.rowcount)

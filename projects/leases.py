@@ -179,7 +179,7 @@ def _claim_candidate(node: Node, now: datetime) -> str | None:
     if connection.vendor == "postgresql":
         lock = ("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_CLAIM_LOCK_CLASS, str(node.pk)])
         statements.insert(0, lock)
-    rows = fixed_sql.run_together(statements)[-1]
+    rows = fixed_sql.run_together(statements)[-1].rows
     return _uuid(rows[0][0]) if rows else None
 
 

@@ -137,29 +137,33 @@ def save(state: domain.Project, *, job_ids: Iterable[str], created: bool) -> Non
             _insert_job(state, job)
 
 
-def save_changes(state: domain.Project, *, previous: domain.Project) -> bool:
-    """Writes what changed from `previous` (the state the events were folded onto) to `state`:
-    the changed columns of the project row, the changed columns of the jobs it had, and the jobs
-    that are new. A `previous` at version 0 means the project row is new as well.
+def save_new(state: domain.Project) -> None:
+    """Inserts the rows of a project's first events: the project and its jobs. A concurrent
+    twin of the project (the same live owner and name) raises `IntegrityError`."""
+    _insert_project(state)
+    for job in state.jobs.values():
+        _insert_job(state, job)
 
-    The project row is updated only if it is still at `previous.version` (compare and set):
-    returns False, having written nothing, when another writer moved it first.
+
+def changes(state: domain.Project, *, previous: domain.Project) -> list[fixed_sql.Statement]:
+    """The statements that write what changed from `previous` (the state, already stored, that
+    the events were folded onto) to `state`: the changed columns of the project row, the
+    changed columns of the jobs it had, and the jobs that are new; for the caller to send with
+    its events (`eventstore.append`).
+
+    The first statement is the project row's compare-and-set on `previous.version`: a row
+    count of 0 means another writer moved it first, and nothing of this may be committed.
     """
-    if previous.version == 0:
-        _insert_project(state)
-        for job in state.jobs.values():
-            _insert_job(state, job)
-        return True
     changed = _changed_values(previous, state, _PROJECT_FIELDS)
-    if not fixed_sql.update(Project, state.id, changed, version=previous.version):
-        return False
+    statements = [fixed_sql.update_statement(Project, state.id, changed, version=previous.version)]
     for job_id, job in state.jobs.items():
         before = previous.jobs.get(job_id)
         if before is None:
-            _insert_job(state, job)
+            statements += fixed_sql.insert_statements(Job, [_new_job_values(state, job)])
         elif job != before:
-            fixed_sql.update(Job, job.id, _changed_values(before, job, _JOB_FIELDS))
-    return True
+            changed = _changed_values(before, job, _JOB_FIELDS)
+            statements.append(fixed_sql.update_statement(Job, job.id, changed))
+    return statements
 
 
 def _insert_project(state: domain.Project) -> None:
@@ -168,8 +172,12 @@ def _insert_project(state: domain.Project) -> None:
 
 
 def _insert_job(state: domain.Project, job: domain.Job) -> None:
+    fixed_sql.insert(Job, [_new_job_values(state, job)])
+
+
+def _new_job_values(state: domain.Project, job: domain.Job) -> dict[str, Any]:
     values = {"id": job.id, "project_id": state.id, "node_id": state.node_id}
-    fixed_sql.insert(Job, [{**values, **_job_values(job)}])
+    return {**values, **_job_values(job)}
 
 
 def _column(value: Any) -> Any:

@@ -72,6 +72,26 @@ def test_append_with_a_stale_expected_version_is_a_conflict(project_id):
     assert Event.objects.filter(project_id=project_id).count() == 2
 
 
+@pytest.mark.django_db
+def test_a_lost_compare_and_set_is_a_conflict_even_where_the_log_has_room(project_id):
+    """The project row moved on (here by hand, to a version the log does not hold, so that the
+    event INSERT meets no UNIQUE(project_id, version) to stop it): the append is refused on the
+    row count of its compare-and-set, sent in the same round trip as the INSERT, and leaves
+    nothing behind (no event, no job row, the project row as it was)."""
+    state = projection.load(project_id)
+    Project.objects.filter(pk=project_id).update(version=7)
+    job_id = str(uuid.uuid4())
+    event = domain.JobQueued(job_id=job_id, kind=domain.JobKind.PULL, max_attempts=3)
+    events_before = list(Event.objects.values_list("position", flat=True))
+
+    with pytest.raises(ConcurrencyError, match="changed concurrently at version 2"):
+        append(project_id, 2, [event], meta={}, state=state)
+
+    assert list(Event.objects.values_list("position", flat=True)) == events_before
+    assert not Job.objects.filter(pk=job_id).exists()
+    assert Project.objects.get(pk=project_id).version == 7
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_writers_at_the_same_version_one_wins_the_other_gets_a_clean_conflict(project_id):
     """Real threads, each with its own database connection, appending at the same version."""

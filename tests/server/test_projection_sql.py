@@ -75,6 +75,16 @@ def test_a_job_row_inserted_and_updated_holds_what_the_orm_writes(user, node):
     fixed_sql.insert(Job, [{"id": by_sql, "project_id": second, "node_id": node.pk, **values}])
     skip = ("id", "project_id")
     assert _stored_text(Job, by_sql, skip) == _stored_text(Job, by_orm, skip)
+    # The same INSERT as a statement, as the projection sends it along with an append's events.
+    sent_along = uuid.uuid4()
+    row = {"id": sent_along, "project_id": second, "node_id": node.pk, **{**values, "seq": 101}}
+    [result] = fixed_sql.run_together(fixed_sql.insert_statements(Job, [row]))
+    assert (result.rows, result.rowcount) == ([], 1)
+    assert _stored_text(Job, sent_along, (*skip, "seq")) == _stored_text(
+        Job, by_orm, (*skip, "seq")
+    )
+    with pytest.raises(ValueError, match="database-assigned"):
+        fixed_sql.insert_statements(Event, [])
 
     changes = {"state": "succeeded", "result": AWKWARD_JSON, "lease_expires_at": None}
     assert Job.objects.filter(pk=by_orm).update(**changes) == 1
@@ -112,7 +122,7 @@ def test_events_are_stored_as_the_orm_stores_them_and_their_positions_come_back(
     }
 
     orm = Event.objects.create(**row, version=1)
-    positions = fixed_sql.insert(Event, [{**row, "version": 2}, {**row, "version": 3}])
+    positions = fixed_sql.insert(Event, [{**row, "version": 2}, {**row, "version": 3}]).keys
 
     assert positions == sorted(positions) and positions[0] > orm.position
     assert list(Event.objects.filter(project_id=stream).values_list("position", flat=True)) == [
@@ -162,7 +172,7 @@ def test_positions_come_back_where_the_database_cannot_return_inserted_rows(
         for v in (1, 2, 3)
     ]
 
-    positions = fixed_sql.insert(Event, rows)
+    positions = fixed_sql.insert(Event, rows).keys
 
     stored = Event.objects.filter(project_id=stream).order_by("version")
     assert positions == [event.position for event in stored]
