@@ -101,10 +101,12 @@ async def measure(
     interval: float,
     gap: float = 0.05,
     deadline_seconds: float = DEADLINE_SECONDS,
+    clone_ms: list[float] | None = None,
 ) -> list[float]:
     """Clones requested one at a time, `gap` seconds apart (long polls), for agents on `nodes`;
     returns each one's latency until its agent held the lease, in ms: as many as were taken
-    within `deadline_seconds`."""
+    within `deadline_seconds`. `clone_ms`, if given, gets each clone request's own duration
+    (until its 202 arrived), the part of the pickup spent in the user API."""
     fleet = Fleet(url, nodes, long_poll=long_poll, interval=interval)
     limits = httpx.Limits(
         max_connections=len(nodes) + 10, max_keepalive_connections=len(nodes) + 10
@@ -133,6 +135,8 @@ async def measure(
             )
             if response.status_code != 202:
                 raise RuntimeError(f"clone answered {response.status_code}: {response.text}")
+            if clone_ms is not None:
+                clone_ms.append((time.perf_counter() - sent) * 1000)
             project_id = response.json()["project"]["id"]
             while project_id not in fleet.received and time.monotonic() < deadline:
                 await asyncio.sleep(0.0005 if long_poll else 0.01)
@@ -175,6 +179,7 @@ def run(
             all_nodes = make_nodes(site, max(agent_counts))
             for count in agent_counts:
                 nodes = all_nodes[:count]
+                clone_ms: list[float] = []
                 long_poll = asyncio.run(
                     measure(
                         server.url,
@@ -183,6 +188,7 @@ def run(
                         long_poll=True,
                         samples=samples,
                         interval=interval,
+                        clone_ms=clone_ms,
                     )
                 )
                 baseline = asyncio.run(
@@ -199,6 +205,8 @@ def run(
                     "agents": count,
                     "server_processes": workers,
                     "long_poll": summary(long_poll),
+                    # The clone request alone, up to its 202: the user API's part of the pickup.
+                    "clone_request": summary(clone_ms),
                     f"poll_every_{interval:g}s": summary(baseline),
                 }
                 long_poll_stats = row["long_poll"]
