@@ -4,6 +4,8 @@ Importing this module starts nothing; `config.asgi` builds the application (`app
 and starts the process's sweeper.
 """
 
+import asyncio
+import contextlib
 import re
 from urllib.parse import parse_qs
 
@@ -59,20 +61,19 @@ class AgentAPIHandler(ASGIHandler):
         await self.handle(scope, receive, send)
 
     async def handle(self, scope, receive, send):
-        """Django's `ASGIHandler.handle` less two things an agent call does not need, each a
-        few percent of its CPU (BENCHMARKS.md, finding 22):
+        """Django's `ASGIHandler.handle` without the `request_started` and `request_finished`
+        signals. Their receivers (closing the calling thread's stale connections, resetting its
+        query log) are synchronous, so each cost a hop to a thread and back, a few percent of an
+        agent call's CPU (BENCHMARKS.md, finding 22), for a thread that holds no connection: the
+        views' database work runs on `core.async_db`'s pool, which hands its connection back
+        after each step. The answers are in-memory JSON, holding nothing for `response.close()`
+        to release.
 
-        - the `request_started` and `request_finished` signals: their receivers (closing the
-          calling thread's stale connections, resetting its query log) are synchronous, so each
-          cost a hop to a thread and back, and they concern a thread that holds no connection:
-          the views' database work runs on `core.async_db`'s pool, which hands its connection
-          back after each step;
-        - a second task listening for the client's disconnect while the view runs, to cancel
-          it: an agent call's work is one short step on that pool, which runs to its end
-          whether or not its caller is still there, and a lease call that waits is held, and
-          its connection watched, by `projects.lease_hold.LeaseHolds`.
-
-        The answers are in-memory JSON, holding nothing for `response.close()` to release.
+        What it keeps is the client's disconnect cancelling the view: a call whose agent has
+        given up is not worked on, and its step on the database pool, if it has not started,
+        never starts. Past its capacity a process is behind on exactly those calls; without
+        this it worked through them after their agents had gone, and at 10,000 agents on two
+        cores answered none in time (BENCHMARKS.md, finding 24).
         """
         try:
             body_file = await self.read_body(receive)
@@ -81,11 +82,25 @@ class AgentAPIHandler(ASGIHandler):
         try:
             set_script_prefix(get_script_prefix(scope))
             request, response = self.create_request(scope, body_file)
-            if request is not None:
-                response = await self.run_get_response(request)
-            await self.send_response(response, send)
+            if request is None:
+                await self.send_response(response, send)
+                return
+            await self._respond_unless_gone(request, receive, send)
         finally:
             body_file.close()
+
+    async def _respond_unless_gone(self, request, receive, send) -> None:
+        async def respond() -> None:
+            await self.send_response(await self.run_get_response(request), send)
+
+        listener = asyncio.create_task(self.listen_for_disconnect(receive))
+        responder = asyncio.create_task(respond())
+        _, pending = await asyncio.wait((listener, responder), return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in (listener, responder):
+            with contextlib.suppress(asyncio.CancelledError, RequestAborted):
+                await task  # the view's own errors are raised here
 
     def resolve_request(self, request):
         request.urlconf = self.urlconf

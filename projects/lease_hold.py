@@ -42,7 +42,7 @@ from typing import Any
 from django.conf import settings
 from prometheus_client import Counter, Gauge
 
-from core.async_db import run_db
+from core.async_db import queue_delay, run_db
 from core.errors import error_body
 from core.middleware import CLIENT_CLOSED_REQUEST, REQUEST_LOG_SCOPE_KEY, log_request
 from nodes.services import flag_duplicate_instance_of
@@ -67,6 +67,12 @@ LOOP_LAG = Gauge(
     "How late this process's event loop runs its callbacks (smoothed); past "
     "LONG_POLL_SHED_LAG_SECONDS new lease calls are shed.",
 )
+QUEUE_DELAY = Gauge(
+    "gitfleet_db_queue_wait_seconds",
+    "How long the oldest database step waiting for one of this process's AGENT_DB_THREADS has "
+    "waited: how far behind its database work runs, however punctual its event loop.",
+)
+QUEUE_DELAY.set_function(queue_delay)
 
 
 @dataclass(frozen=True)

@@ -255,5 +255,6 @@ def test_a_process_running_late_sheds_new_polls_and_still_answers_heartbeats(sit
         ).text
         assert "gitfleet_long_polls_shed_total" in scrape
         assert "gitfleet_event_loop_lag_seconds" in scrape
+        assert "gitfleet_db_queue_wait_seconds" in scrape
     finally:
         server.stop()
